@@ -1,0 +1,189 @@
+"""The NATS JetStream bus: connection, streams, idempotent publishing, KV buckets.
+
+Settings follow runtime-facts.md: reconnect forever (nats-py gives up after ~2 min by default),
+ping every 15 s (default 120 s hides a half-open connection for minutes), publish with
+`Nats-Msg-Id` = the message's stable id so JetStream stores a re-published event once.
+Consuming lives in `medic.runtime.consumer`; this module does not know Kubernetes or rules.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import nats
+import structlog
+from medic.runtime import subjects
+from medic.runtime.errors import BusError
+from medic.runtime.settings import NatsSettings
+from medic.schemas import Message, encode_message
+from nats.aio.client import Client
+from nats.js import JetStreamContext, api
+from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.kv import KeyValue
+
+log = structlog.get_logger(__name__)
+MSG_ID = "Nats-Msg-Id"
+
+
+def subject_of(message: Message) -> str:
+    """Where a message goes, by its type (see `medic.runtime.subjects`)."""
+    match message.type:
+        case "medic.result":
+            return subjects.result_subject(message)  # type: ignore[arg-type]
+        case "medic.audit":
+            return subjects.audit_subject(message)  # type: ignore[arg-type]
+        case "medic.notification":
+            return subjects.notification_subject(message)  # type: ignore[arg-type]
+        case "medic.deadletter":
+            return subjects.deadletter_subject(message)  # type: ignore[arg-type]
+        case _:
+            return subjects.event_subject(message)  # type: ignore[arg-type]
+
+
+def _tls_context(settings: NatsSettings) -> ssl.SSLContext | None:
+    if not (settings.tls_ca_file or settings.tls_cert_file):
+        return None
+    context = ssl.create_default_context(
+        cafile=str(settings.tls_ca_file) if settings.tls_ca_file else None
+    )
+    if settings.tls_cert_file and settings.tls_key_file:
+        context.load_cert_chain(str(settings.tls_cert_file), str(settings.tls_key_file))
+    return context
+
+
+def connect_options(settings: NatsSettings, name: str) -> dict[str, Any]:
+    """nats.connect keyword arguments from settings; secrets passed, never logged."""
+    options: dict[str, Any] = {
+        "servers": settings.urls or ["nats://127.0.0.1:4222"],
+        "name": name,
+        "connect_timeout": settings.connect_timeout,
+        "ping_interval": settings.ping_interval,
+        "max_outstanding_pings": settings.max_outstanding_pings,
+        "max_reconnect_attempts": -1,
+        "reconnect_time_wait": settings.reconnect_wait,
+        "allow_reconnect": True,
+        "drain_timeout": 5,
+    }
+    if settings.user:
+        options["user"] = settings.user
+    if settings.password:
+        options["password"] = settings.password.get_secret_value()
+    if settings.token:
+        options["token"] = settings.token.get_secret_value()
+    if settings.nkey_seed_file:
+        options["nkeys_seed"] = str(settings.nkey_seed_file)
+    if settings.creds_file:
+        options["user_credentials"] = str(settings.creds_file)
+    tls = _tls_context(settings)
+    if tls is not None:
+        options["tls"] = tls
+    return options
+
+
+class Bus:
+    """One NATS connection and its JetStream context, shared by a service's parts."""
+
+    def __init__(self, nc: Client, settings: NatsSettings) -> None:
+        self.nc = nc
+        self.js: JetStreamContext = nc.jetstream(timeout=10.0)
+        self.settings = settings
+
+    @classmethod
+    async def connect(cls, settings: NatsSettings, name: str = "medic") -> Bus:
+        async def on_disconnect() -> None:
+            log.warning("nats_disconnected")
+
+        async def on_reconnect() -> None:
+            log.info("nats_reconnected")
+
+        async def on_error(exc: Exception) -> None:
+            log.warning("nats_error", error=str(exc))
+
+        options = connect_options(settings, name)
+        try:
+            nc = await nats.connect(
+                **options,
+                disconnected_cb=on_disconnect,
+                reconnected_cb=on_reconnect,
+                error_cb=on_error,
+            )
+        except (OSError, nats.errors.Error, TimeoutError) as exc:
+            servers = ", ".join(options["servers"])
+            raise BusError(f"cannot connect to NATS at {servers}: {exc!r}") from exc
+        log.info("nats_connected", servers=options["servers"], name=name)
+        return cls(nc, settings)
+
+    @property
+    def is_connected(self) -> bool:
+        return bool(self.nc.is_connected)
+
+    async def ensure_streams(self, specs: Iterable[subjects.StreamSpec] = subjects.STREAMS) -> None:
+        """Create or update every stream; safe to call from every replica at every start."""
+        for spec in specs:
+            config = api.StreamConfig(
+                name=spec.name,
+                subjects=list(spec.subjects),
+                description=spec.description,
+                storage=api.StorageType.FILE,
+                retention=api.RetentionPolicy.LIMITS,
+                num_replicas=self.settings.stream_replicas,
+                duplicate_window=self.settings.duplicate_window,
+                max_age=7 * 24 * 3600.0,
+            )
+            try:
+                await self.js.update_stream(config)
+            except NotFoundError:
+                await self.js.add_stream(config)
+            except nats.errors.Error as exc:
+                raise BusError(f"cannot configure stream {spec.name}: {exc!r}") from exc
+
+    async def publish(self, message: Message, subject: str | None = None) -> api.PubAck:
+        """Publish and wait for the stream's ack; a duplicate id is acknowledged, not stored."""
+        try:
+            return await self.js.publish(
+                subject or subject_of(message),
+                encode_message(message),
+                headers={MSG_ID: message.id},
+                timeout=10.0,
+            )
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise BusError(f"publish of {message.type} {message.id} failed: {exc!r}") from exc
+
+    async def publish_many(self, messages: Sequence[Message]) -> list[api.PubAck]:
+        """Publish with many acks in flight (publish_async), then wait for all of them."""
+        try:
+            futures = [
+                await self.js.publish_async(
+                    subject_of(m), encode_message(m), headers={MSG_ID: m.id}, wait_stall=10.0
+                )
+                for m in messages
+            ]
+            return list(await asyncio.wait_for(asyncio.gather(*futures), timeout=30.0))
+        except (nats.errors.Error, TimeoutError) as exc:
+            raise BusError(f"batch publish of {len(messages)} messages failed: {exc!r}") from exc
+
+    async def kv(self, bucket: str, history: int = 1, ttl: float | None = None) -> KeyValue:
+        """Bind a KV bucket, creating it first when it does not exist."""
+        try:
+            return await self.js.key_value(bucket)
+        except (BucketNotFoundError, NotFoundError):
+            config = api.KeyValueConfig(
+                bucket=bucket,
+                history=history,
+                ttl=ttl,
+                storage=api.StorageType.FILE,
+                replicas=self.settings.stream_replicas,
+            )
+            return await self.js.create_key_value(config)
+
+    async def close(self) -> None:
+        """Drain: flush pending publishes and acks, then close."""
+        if self.nc.is_closed:
+            return
+        try:
+            await asyncio.wait_for(self.nc.drain(), timeout=10.0)
+        except (nats.errors.Error, TimeoutError):
+            await self.nc.close()
