@@ -22,11 +22,11 @@ from medic.upstream import flux
 def helmrelease_ref(name: str = "podinfo", namespace: str = "apps", uid: str = "") -> ObjectRef:
     return ObjectRef(
         kind=flux.KIND,
-        apiVersion=flux.api_version("v2"),
+        api_version=flux.api_version("v2"),
         namespace=namespace,
         name=name,
         uid=uid or stable_id("uid", namespace, name),
-        resourceVersion="1",
+        resource_version="1",
     )
 
 

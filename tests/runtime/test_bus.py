@@ -1,4 +1,4 @@
-"""The bus against a real nats-server: set-up, dedup, redelivery, dead-letter, replicas, restarts."""
+"""The bus on a real nats-server: set-up, dedup, redelivery, dead-letter, replicas, restarts."""
 
 from __future__ import annotations
 
@@ -232,7 +232,7 @@ async def _publish_retrying(bus: Bus, event: Message) -> None:
     for _ in range(100):
         try:
             await bus.publish(event)
-        except Exception:  # noqa: BLE001
+        except Exception:
             await asyncio.sleep(0.1)
         else:
             return
