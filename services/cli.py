@@ -1,0 +1,190 @@
+"""The `medic` command: one small function per subcommand; wiring only, no domain logic.
+
+Services are looked up by name in `SERVICES` (each module exposes `async def build(ctx)`), so a
+container runs one of them (`medic watcher`) and a laptop runs all of them (`medic run`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import os
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Annotated, Final
+
+import typer
+
+from medic.runtime import logging as medic_logging
+from medic.runtime.embedded_nats import EmbeddedNats
+from medic.runtime.lifecycle import ServiceFactory, run_services
+from medic.runtime.settings import CONFIG_ENV, RuntimeSettings, SettingsError
+
+SERVICES: Final = {
+    "watcher": "medic.watcher.service",
+    "remediator": "medic.remediator.service",
+    "notifier": "medic.notifier.service",
+}
+
+app = typer.Typer(
+    name="medic",
+    help="Medic: event-driven remediation of Kubernetes release failures.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    pretty_exceptions_enable=False,
+)
+
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", "-c", help=f"YAML settings file (same as {CONFIG_ENV}).", exists=True),
+]
+KubeconfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--kubeconfig",
+        help="Kubeconfig of the cluster to watch and repair (MEDIC_KUBE__KUBECONFIG).",
+    ),
+]
+
+
+def load_settings(config: Path | None, **overrides: object) -> RuntimeSettings:
+    """Settings from env (+file); a wrong value ends the command naming the variable."""
+    if config is not None:
+        os.environ[CONFIG_ENV] = str(config)
+    try:
+        settings = RuntimeSettings.load()
+    except SettingsError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    assert isinstance(settings, RuntimeSettings)
+    if overrides:
+        kube = settings.kube.model_copy(update=overrides)
+        settings = settings.model_copy(update={"kube": kube})
+    medic_logging.configure(settings.log_format, settings.log_level)
+    return settings
+
+
+def factories(names: Sequence[str]) -> list[ServiceFactory]:
+    found: list[ServiceFactory] = []
+    for name in names:
+        module = importlib.import_module(SERVICES[name])
+        found.append(module.build)
+    return found
+
+
+def run_one(name: str, config: Path | None, kubeconfig: Path | None) -> None:
+    overrides = {"kubeconfig": kubeconfig} if kubeconfig else {}
+    settings = load_settings(config, **overrides)
+    asyncio.run(run_services(settings, f"medic-{name}", factories([name])))
+
+
+@app.command()
+def watcher(config: ConfigOption = None, kubeconfig: KubeconfigOption = None) -> None:
+    """Run the watcher: Kubernetes objects and etcd health -> events on NATS.
+
+    Example: MEDIC_NATS__URLS=nats://nats:4222 MEDIC_CLUSTER=prod medic watcher
+    """
+    run_one("watcher", config, kubeconfig)
+
+
+@app.command()
+def remediator(config: ConfigOption = None, kubeconfig: KubeconfigOption = None) -> None:
+    """Run the remediator: events -> rules -> verified actions -> results on NATS.
+
+    Example: MEDIC_NATS__URLS=nats://nats:4222 medic remediator --kubeconfig ~/.kube/config
+    """
+    run_one("remediator", config, kubeconfig)
+
+
+@app.command()
+def notifier(config: ConfigOption = None) -> None:
+    """Run the notifier: results on NATS -> Slack and signed webhooks.
+
+    Example: MEDIC_NATS__URLS=nats://nats:4222 medic notifier --config medic.yaml
+    """
+    run_one("notifier", config, None)
+
+
+@contextlib.asynccontextmanager
+async def embedded_defaults(
+    settings: RuntimeSettings, data_dir: Path
+) -> AsyncIterator[RuntimeSettings]:
+    """Start what is not configured: nats-server when no URL, the sandbox when no kubeconfig."""
+    async with contextlib.AsyncExitStack() as stack:
+        if not settings.nats.urls:
+            server = EmbeddedNats(data_dir=data_dir / "nats")
+            await server.start()
+            stack.push_async_callback(server.stop)
+            nats = settings.nats.model_copy(update={"urls": [server.url]})
+            settings = settings.model_copy(update={"nats": nats})
+            typer.echo(f"embedded NATS (JetStream) at {server.url}", err=True)
+        if settings.kube.kubeconfig is None and not settings.kube.in_cluster:
+            sandbox = importlib.import_module("medic.sandbox")  # the sandbox is optional at import
+            kubeconfig = await stack.enter_async_context(
+                sandbox.serve_embedded(data_dir / "sandbox")
+            )
+            kube = settings.kube.model_copy(update={"kubeconfig": kubeconfig})
+            settings = settings.model_copy(update={"kube": kube})
+            typer.echo(f"Kubernetes API sandbox; kubeconfig at {kubeconfig}", err=True)
+        yield settings
+
+
+async def run_all(settings: RuntimeSettings, data_dir: Path) -> None:
+    async with embedded_defaults(settings, data_dir) as effective:
+        await run_services(effective, "medic", factories(list(SERVICES)))
+
+
+@app.command()
+def run(
+    config: ConfigOption = None,
+    kubeconfig: KubeconfigOption = None,
+    data_dir: Annotated[
+        Path, typer.Option(help="Where the embedded NATS and sandbox keep their data.")
+    ] = Path(".medic"),
+) -> None:
+    """Run watcher, remediator and notifier in one process.
+
+    With no NATS URL (MEDIC_NATS__URLS) it starts an embedded nats-server with JetStream; with no
+    kubeconfig it serves the Kubernetes API sandbox, so a laptop needs nothing else. The plain
+    KUBECONFIG variable is deliberately not read: pointing Medic at a cluster is explicit.
+
+    Examples:
+      medic run
+      medic run --kubeconfig ~/.kube/config
+      MEDIC_NATS__URLS=nats://127.0.0.1:4222 medic run
+    """
+    overrides = {"kubeconfig": kubeconfig} if kubeconfig else {}
+    settings = load_settings(config, **overrides)
+    asyncio.run(run_all(settings, data_dir))
+
+
+@app.command("schemas")
+def export_schemas(
+    directory: Annotated[Path | None, typer.Argument(help="Output folder.")] = None,
+) -> None:
+    """Write the JSON Schema of every bus message (and rule files) to a folder.
+
+    Example: medic schemas ./schemas
+    """
+    from medic.schemas import export
+
+    for path in export.write(directory or export.HERE, extra=export_extra()):
+        typer.echo(str(path))
+
+
+def export_extra() -> dict[str, type]:
+    """Schemas owned by services (the rule file format) exported next to the event schemas."""
+    extra: dict[str, type] = {}
+    with contextlib.suppress(ImportError):
+        rules = importlib.import_module("medic.remediator.rules.model")
+        extra["remediation-rule"] = rules.RULE_SCHEMA_MODEL
+    return extra
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
