@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field
+
 from medic.schemas.envelope import CloudEvent
 from medic.schemas.objects import ObjectRef
-from pydantic import BaseModel, ConfigDict, Field
 
 
 class AuditData(BaseModel):

@@ -6,8 +6,9 @@ import base64
 from enum import StrEnum
 from typing import Literal
 
-from medic.schemas.envelope import CloudEvent
 from pydantic import BaseModel, ConfigDict, Field
+
+from medic.schemas.envelope import CloudEvent
 
 
 class ErrorKind(StrEnum):

@@ -5,9 +5,10 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
 from medic.schemas.envelope import CloudEvent
 from medic.schemas.objects import Condition, ObjectRef
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 Scalar = str | int | float | bool | None
 

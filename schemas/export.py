@@ -11,12 +11,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from medic.schemas.audit import AuditEntry
 from medic.schemas.deadletter import DeadLetter
 from medic.schemas.events import CustomEvent, EtcdEvent, ReleaseEvent
 from medic.schemas.notifications import Notification
 from medic.schemas.results import RemediationResult
-from pydantic import BaseModel
 
 MODELS: dict[str, type[BaseModel]] = {
     "release-event": ReleaseEvent,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
+from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
+
 from medic.schemas.audit import AuditEntry
 from medic.schemas.deadletter import DeadLetter
 from medic.schemas.envelope import SUPPORTED_MAJOR
@@ -12,7 +14,6 @@ from medic.schemas.errors import MalformedPayloadError, SchemaFieldError, Unsupp
 from medic.schemas.events import CustomEvent, EtcdEvent, ReleaseEvent
 from medic.schemas.notifications import Notification
 from medic.schemas.results import RemediationResult
-from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
 
 Event = ReleaseEvent | EtcdEvent | CustomEvent
 _BY_TYPE: dict[str, type[Any]] = {

@@ -5,8 +5,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal
 
-from medic.schemas.envelope import CloudEvent
 from pydantic import BaseModel, ConfigDict, Field
+
+from medic.schemas.envelope import CloudEvent
 
 
 class DeliveryStatus(StrEnum):

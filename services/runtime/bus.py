@@ -15,14 +15,15 @@ from typing import Any
 
 import nats
 import structlog
-from medic.runtime import subjects
-from medic.runtime.errors import BusError
-from medic.runtime.settings import NatsSettings
-from medic.schemas import Message, encode_message
 from nats.aio.client import Client
 from nats.js import JetStreamContext, api
 from nats.js.errors import BucketNotFoundError, NotFoundError
 from nats.js.kv import KeyValue
+
+from medic.runtime import subjects
+from medic.runtime.errors import BusError
+from medic.runtime.settings import NatsSettings
+from medic.schemas import Message, encode_message
 
 log = structlog.get_logger(__name__)
 MSG_ID = "Nats-Msg-Id"

@@ -20,6 +20,9 @@ from typing import Any
 
 import nats
 import structlog
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext, api
+
 from medic.runtime.bus import Bus
 from medic.runtime.errors import PermanentError, TransientError
 from medic.runtime.metrics import BUS_DEADLETTERS, BUS_HANDLE_SECONDS, BUS_MESSAGES
@@ -34,8 +37,6 @@ from medic.schemas import (
     decode_message,
     stable_id,
 )
-from nats.aio.msg import Msg
-from nats.js import JetStreamContext, api
 
 log = structlog.get_logger(__name__)
 

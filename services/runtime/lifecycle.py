@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 import structlog
+
 from medic.runtime import logging as medic_logging
 from medic.runtime.bus import Bus
 from medic.runtime.health import HealthServer
