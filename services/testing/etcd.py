@@ -143,6 +143,8 @@ class EtcdCluster:
             str(self.heartbeat_ms),
             "--election-timeout",
             str(self.election_ms),
+            # A restarted member must not depose a healthy leader (etcd 3.5 defaults it off).
+            "--pre-vote",
             "--log-level",
             "warn",
         ]
@@ -152,22 +154,29 @@ class EtcdCluster:
             )
 
     async def _get_json(
-        self, session: aiohttp.ClientSession, url: str, body: dict[str, Any] | None = None
+        self,
+        session: aiohttp.ClientSession,
+        url: str,
+        body: dict[str, Any] | None = None,
+        timeout: float = REQUEST_TIMEOUT,
     ) -> Any:
-        timeout = aiohttp.ClientTimeout(total=REQUEST_TIMEOUT)
+        client_timeout = aiohttp.ClientTimeout(total=timeout)
         if body is None:
-            async with session.get(url, timeout=timeout) as response:
+            async with session.get(url, timeout=client_timeout) as response:
                 return await response.json(content_type=None)
-        async with session.post(url, json=body, timeout=timeout) as response:
+        async with session.post(url, json=body, timeout=client_timeout) as response:
             response.raise_for_status()
             return await response.json(content_type=None)
 
-    async def healthy(self, member: EtcdMemberProcess) -> bool:
+    async def healthy(self, member: EtcdMemberProcess, timeout: float = REQUEST_TIMEOUT) -> bool:
+        """Whether the member answers /health with true (it blocks while there is no leader)."""
         if not member.running:
             return False
         async with aiohttp.ClientSession() as session:
             try:
-                reply = await self._get_json(session, f"{member.client_url}/health")
+                reply = await self._get_json(
+                    session, f"{member.client_url}/health", timeout=timeout
+                )
             except (aiohttp.ClientError, TimeoutError, ValueError):
                 return False
         return isinstance(reply, dict) and reply.get("health") == "true"
@@ -187,7 +196,7 @@ class EtcdCluster:
                         f"{member.name} exited with {member.process.returncode}; "
                         f"see {member.data_dir / 'etcd.log'}"
                     )
-            results = await asyncio.gather(*(self.healthy(m) for m in pending))
+            results = await asyncio.gather(*(self.healthy(m, timeout=0.5) for m in pending))
             pending = [m for m, ok in zip(pending, results, strict=True) if not ok]
             if not pending:
                 return
@@ -271,10 +280,20 @@ class EtcdCluster:
             process.wait()
         member.process = None
 
+    def pause(self, member: EtcdMemberProcess) -> None:
+        """SIGSTOP: the member keeps its sockets open but answers nothing (requests time out)."""
+        if member.running and member.process is not None:
+            member.process.send_signal(signal.SIGSTOP)
+
+    def resume(self, member: EtcdMemberProcess) -> None:
+        if member.running and member.process is not None:
+            member.process.send_signal(signal.SIGCONT)
+
     async def stop(self, member: EtcdMemberProcess, timeout: float = 10.0) -> None:
         """SIGTERM and wait (SIGKILL after `timeout`)."""
         process = member.process
         if process is not None and process.poll() is None:
+            process.send_signal(signal.SIGCONT)  # a paused member could not act on SIGTERM
             process.send_signal(signal.SIGTERM)
             try:
                 await asyncio.wait_for(asyncio.to_thread(process.wait), timeout)

@@ -146,12 +146,14 @@ class EtcdStability:
             if after.condition is not None and after.condition != before.condition:
                 events.append(self._event(after.condition, observation.endpoint, members, now=now))
         leaders = [o.endpoint for o in observations if o.answered and o.is_leader]
-        # Two members claiming leadership (a transfer in flight) is no news yet.
-        leader = leaders[0] if len(leaders) == 1 else previous.leader
-        if previous.observed and previous.leader is not None and leader != previous.leader:
+        # None or two members claiming leadership (an election in flight) names no leader yet.
+        seen = leaders[0] if len(leaders) == 1 else None
+        if previous.observed and None not in (seen, previous.leader) and seen != previous.leader:
             changed = True
         if changed:
-            events.append(self._leader_changed(leader, observations, members))
+            events.append(self._leader_changed(seen, observations, members))
+        # After a change announced without a known leader, whoever leads next is not news again.
+        leader = seen or (None if changed else previous.leader)
         reachable = [o for o in observations if o.answered]
         settled = bool(reachable) and all(o.has_leader for o in reachable) and not changed
         quiet_since = (previous.quiet_since or now) if settled else None
