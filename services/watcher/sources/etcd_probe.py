@@ -70,11 +70,13 @@ class EtcdProbeSettings(BaseModel):
 async def observe_member(
     session: aiohttp.ClientSession, endpoint: str, timeout: float
 ) -> MemberObservation:
-    """One member's /health and /metrics; a timeout or refusal is an observation too."""
+    """One member's /metrics and /health; a timeout or refusal is an observation too.
+
+    /metrics first: it answers at once, while /health may wait on a quorum read; a member whose
+    metrics came but whose health check timed out is answering, just not healthy.
+    """
     client_timeout = aiohttp.ClientTimeout(total=timeout)
     try:
-        async with session.get(f"{endpoint}/health", timeout=client_timeout) as response:
-            health: Any = await response.json(content_type=None)
         async with session.get(f"{endpoint}/metrics", timeout=client_timeout) as response:
             response.raise_for_status()
             metrics = parse_member_metrics(await response.text())
@@ -84,8 +86,7 @@ async def observe_member(
         )
     except (aiohttp.ClientError, ValueError) as error:
         return MemberObservation(endpoint, Reachability.UNREACHABLE, error=str(error) or "error")
-    healthy = isinstance(health, dict) and health.get("health") == "true"
-    reason = health.get("reason") if isinstance(health, dict) else None
+    healthy, problem = await _health(session, endpoint, client_timeout)
     return MemberObservation(
         endpoint,
         Reachability.ANSWERED,
@@ -93,8 +94,25 @@ async def observe_member(
         has_leader=metrics.has_leader,
         is_leader=metrics.is_leader,
         leader_changes=metrics.leader_changes,
-        error=None if healthy else (reason or "health is not true"),
+        error=problem,
     )
+
+
+async def _health(
+    session: aiohttp.ClientSession, endpoint: str, timeout: aiohttp.ClientTimeout
+) -> tuple[bool, str | None]:
+    """Whether /health says true, and if not, why (etcd's `reason`, or what went wrong)."""
+    try:
+        async with session.get(f"{endpoint}/health", timeout=timeout) as response:
+            health: Any = await response.json(content_type=None)
+    except TimeoutError:
+        return False, f"health check took longer than {timeout.total}s"
+    except (aiohttp.ClientError, ValueError) as error:
+        return False, f"health check failed: {error}"
+    if isinstance(health, dict) and health.get("health") == "true":
+        return True, None
+    reason = health.get("reason") if isinstance(health, dict) else None
+    return False, reason or f"health is not true: {health!r}"
 
 
 async def observe(
