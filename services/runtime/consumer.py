@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext, api
 
 from medic.runtime.bus import Bus
-from medic.runtime.errors import PermanentError, TransientError
+from medic.runtime.errors import BusError, PermanentError, TransientError
 from medic.runtime.metrics import BUS_DEADLETTERS, BUS_HANDLE_SECONDS, BUS_MESSAGES
 from medic.runtime.subjects import StreamSpec
 from medic.schemas import (
@@ -55,6 +56,7 @@ class ConsumerSpec:
     batch: int = 256
     fetch_timeout: float = 1.0
     concurrency: int = 128
+    handler_timeout: float = 300.0  # a hung handler is a transient failure, not a stuck batch
 
     def nak_delay(self, num_delivered: int) -> float:
         index = min(max(num_delivered - 1, 0), len(self.nak_delays) - 1)
@@ -119,6 +121,52 @@ class Consumer:
     async def run(self, stop: asyncio.Event) -> None:
         if self._sub is None:
             await self.setup()
+        advisory = await self.bus.nc.subscribe(
+            f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{self.spec.stream.name}.{self.spec.durable}",
+            cb=self._on_max_deliveries,
+        )
+        try:
+            await self._fetch_until(stop)
+        finally:
+            with contextlib.suppress(nats.errors.Error):
+                await advisory.unsubscribe()
+            await self.close()
+        self.log.info("consumer_stopped")
+
+    async def _on_max_deliveries(self, advisory: Msg) -> None:
+        """The server gave up on a message whose last delivery we never finished (a crash).
+
+        Move it to the dead-letter stream like any exhausted message; the dead-letter id is
+        the same one `_dead_letter` uses, so when we did dead-letter it, this is deduplicated.
+        """
+        try:
+            info = json.loads(advisory.data)
+            sequence = int(info["stream_seq"])
+            stored = await self.bus.js.get_msg(self.spec.stream.name, sequence)
+        except (ValueError, KeyError, nats.errors.Error) as exc:
+            self.log.warning("max_deliveries_advisory_unreadable", error=repr(exc))
+            return
+        deliveries = int(info.get("deliveries", self.spec.max_deliver))
+        letter = self._letter(
+            stored.data or b"",
+            stored.subject or "",
+            dict(stored.headers or {}),
+            sequence,
+            deliveries,
+            ErrorInfo(
+                kind=ErrorKind.EXHAUSTED,
+                message=f"no acknowledgement after {deliveries} deliveries (handler lost)",
+            ),
+        )
+        try:
+            await self.bus.publish(letter)
+        except BusError as exc:
+            self.log.exception("deadletter_publish_failed", error=repr(exc), sequence=sequence)
+            return
+        BUS_DEADLETTERS.labels(self.spec.durable, ErrorKind.EXHAUSTED.value).inc()
+        self.log.error("message_dead_lettered", kind="exhausted", sequence=sequence)
+
+    async def _fetch_until(self, stop: asyncio.Event) -> None:
         failures = 0
         while not stop.is_set():
             try:
@@ -137,8 +185,6 @@ class Consumer:
                 continue
             failures = 0
             await self.handle_batch(msgs)
-        await self.close()
-        self.log.info("consumer_stopped")
 
     async def close(self) -> None:
         """Drop the pull subscription so the connection can drain without waiting on it."""
@@ -197,7 +243,7 @@ class Consumer:
             return
         mlog = self.log.bind(event_id=message.id, subject=message.subject, type=message.type)
         try:
-            await self.handler(message, delivery)
+            await asyncio.wait_for(self.handler(message, delivery), self.spec.handler_timeout)
         except PermanentError as exc:
             await self._dead_letter(msg, delivery, ErrorKind.PERMANENT, exc, exc.field)
         except Exception as exc:  # noqa: BLE001 - task boundary: route, never drop
@@ -231,6 +277,35 @@ class Consumer:
         await msg.nak(delay=wait)
         BUS_MESSAGES.labels(self.spec.durable, "nak").inc()
 
+    def _letter(  # noqa: PLR0917 - one call site per dead-letter path, all positional facts
+        self,
+        payload_bytes: bytes,
+        subject: str,
+        headers: dict[str, str],
+        sequence: int,
+        deliveries: int,
+        error: ErrorInfo,
+    ) -> DeadLetter:
+        payload, encoding = DeadLetterData.encode_payload(payload_bytes)
+        stream = self.spec.stream.name
+        return DeadLetter(
+            id=stable_id("deadletter", stream, sequence),
+            source=f"medic/consumer/{self.spec.durable}",
+            cluster="_",
+            subject=subject,
+            data=DeadLetterData(
+                stream=stream,
+                consumer=self.spec.durable,
+                subject=subject,
+                sequence=sequence,
+                deliveries=deliveries,
+                error=error,
+                payload=payload,
+                payload_encoding=encoding,
+                headers=headers,
+            ),
+        )
+
     async def _dead_letter(
         self,
         msg: Msg,
@@ -239,28 +314,17 @@ class Consumer:
         exc: BaseException,
         field_name: str | None = None,
     ) -> None:
-        payload, encoding = DeadLetterData.encode_payload(msg.data)
-        stream = self.spec.stream.name
-        letter = DeadLetter(
-            id=stable_id("deadletter", stream, delivery.stream_sequence),
-            source=f"medic/consumer/{self.spec.durable}",
-            cluster="_",
-            subject=msg.subject,
-            data=DeadLetterData(
-                stream=stream,
-                consumer=self.spec.durable,
-                subject=msg.subject,
-                sequence=delivery.stream_sequence,
-                deliveries=delivery.num_delivered,
-                error=ErrorInfo(
-                    kind=kind,
-                    message=str(exc),
-                    field=field_name or getattr(exc, "field", None),
-                    exception=type(exc).__name__,
-                ),
-                payload=payload,
-                payload_encoding=encoding,
-                headers={k: str(v) for k, v in (msg.headers or {}).items()},
+        letter = self._letter(
+            msg.data,
+            msg.subject,
+            {k: str(v) for k, v in (msg.headers or {}).items()},
+            delivery.stream_sequence,
+            delivery.num_delivered,
+            ErrorInfo(
+                kind=kind,
+                message=str(exc),
+                field=field_name or getattr(exc, "field", None),
+                exception=type(exc).__name__,
             ),
         )
         try:

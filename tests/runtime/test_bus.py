@@ -261,3 +261,47 @@ async def test_graceful_stop_finishes_in_flight_work_and_acks(bus: Bus) -> None:
     assert len(finished) == 1
     info = await bus.js.consumer_info(subjects.EVENTS.name, "test")
     assert info.num_ack_pending == 0
+
+
+async def test_message_whose_last_delivery_was_lost_is_dead_lettered(bus: Bus) -> None:
+    """A process killed mid-handling never acks. After max_deliver such deliveries the server
+    gives up and announces it; the restarted consumer moves the message to the dead-letter
+    stream, so it is parked with a reason rather than silently left behind."""
+    lost = spec(max_deliver=2, ack_wait=0.5, nak_delays=(0.05,))
+    event = release_event("lost")
+    await bus.publish(event)
+    for _ in range(lost.max_deliver):  # each run is a process that dies while handling
+        hung = asyncio.Event()
+
+        async def never_returns(_message: Message, _delivery: Delivery, hung=hung) -> None:
+            hung.set()
+            await asyncio.Event().wait()
+
+        task = asyncio.create_task(Consumer(bus, lost, never_returns).run(asyncio.Event()))
+        await asyncio.wait_for(hung.wait(), 10)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    handled: list[str] = []
+
+    async def record(message: Message, _delivery: Delivery) -> None:
+        handled.append(message.id)
+
+    async with running(bus, lost, record):
+        letters = await eventually(lambda: dead_letters(bus), timeout=15)
+    assert handled == []
+    assert letters[0].data.error.kind is ErrorKind.EXHAUSTED
+    assert json.loads(letters[0].data.original_bytes())["id"] == event.id
+
+
+async def test_hung_handler_times_out_and_is_retried(bus: Bus) -> None:
+    attempts: list[int] = []
+
+    async def hangs_once(_message: Message, delivery: Delivery) -> None:
+        attempts.append(delivery.num_delivered)
+        if delivery.num_delivered == 1:
+            await asyncio.Event().wait()
+
+    await bus.publish(release_event("hang"))
+    async with running(bus, spec(handler_timeout=0.3), hangs_once):
+        await eventually(lambda: asyncio.sleep(0, result=attempts == [1, 2]))
