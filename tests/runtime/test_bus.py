@@ -305,3 +305,30 @@ async def test_hung_handler_times_out_and_is_retried(bus: Bus) -> None:
     await bus.publish(release_event("hang"))
     async with running(bus, spec(handler_timeout=0.3), hangs_once):
         await eventually(lambda: asyncio.sleep(0, result=attempts == [1, 2]))
+
+
+async def test_kv_bucket_is_created_once_and_keeps_state_across_restart(
+    nats_server: EmbeddedNats, nats_settings: NatsSettings
+) -> None:
+    bus = await Bus.connect(nats_settings, name="kv-test")
+    try:
+        kv = await bus.kv("medic-state-test", history=5)
+        again = await bus.kv("medic-state-test", history=5)
+        await kv.put("object.apps.podinfo", b"attempts=1")
+        assert (await again.get("object.apps.podinfo")).value == b"attempts=1"
+        await nats_server.stop()
+        await nats_server.start()
+        await eventually(lambda: asyncio.sleep(0, result=bus.is_connected), timeout=15)
+        entry = await eventually(lambda: _kv_get(bus, "medic-state-test", "object.apps.podinfo"))
+        assert entry == b"attempts=1"
+    finally:
+        await bus.close()
+
+
+async def _kv_get(bus: Bus, bucket: str, key: str) -> bytes | None:
+    try:
+        kv = await bus.kv(bucket)
+        entry = await kv.get(key)
+    except Exception:
+        return None
+    return entry.value
