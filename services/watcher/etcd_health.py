@@ -144,14 +144,14 @@ class EtcdStability:
             changed = changed or (previous.observed and counter_moved)
             member_states[observation.endpoint] = after
             if after.condition is not None and after.condition != before.condition:
-                events.append(self._event(after.condition, observation.endpoint, members, now=now))
+                events.append(self._event(after.condition, observation.endpoint, members, now))
         leaders = [o.endpoint for o in observations if o.answered and o.is_leader]
         # None or two members claiming leadership (an election in flight) names no leader yet.
         seen = leaders[0] if len(leaders) == 1 else None
         if previous.observed and None not in (seen, previous.leader) and seen != previous.leader:
             changed = True
         if changed:
-            events.append(self._leader_changed(seen, observations, members))
+            events.append(self._leader_changed(seen, observations, members, now))
         # After a change announced without a known leader, whoever leads next is not news again.
         leader = seen or (None if changed else previous.leader)
         reachable = [o for o in observations if o.answered]
@@ -160,7 +160,7 @@ class EtcdStability:
         stable = previous.stable and settled
         if quiet_since is not None and not stable and now - quiet_since >= self.stable_after:
             stable = True
-            events.append(self._event(EtcdCondition.STABLE, None, members, since=quiet_since))
+            events.append(self._event(EtcdCondition.STABLE, None, members, now, since=quiet_since))
         state = StabilityState(member_states, leader, quiet_since, stable, observed=True)
         return state, events
 
@@ -169,6 +169,7 @@ class EtcdStability:
         leader: str | None,
         observations: Sequence[MemberObservation],
         members: list[EtcdMember],
+        now: datetime,
     ) -> EtcdEvent:
         # Counters and the new leader identify the change: two watchers seeing it agree on the id.
         counters = sorted((o.endpoint, o.leader_changes) for o in observations if o.answered)
@@ -181,6 +182,7 @@ class EtcdStability:
                 members=members,
                 detail=detail,
             ),
+            now,
         )
 
     def _event(
@@ -188,13 +190,12 @@ class EtcdStability:
         condition: EtcdCondition,
         endpoint: str | None,
         members: list[EtcdMember],
+        now: datetime,
         *,
-        now: datetime | None = None,
         since: datetime | None = None,
     ) -> EtcdEvent:
         # A member condition is identified by when it began; `stable` by when the quiet began.
-        moment = since if since is not None else now
-        assert moment is not None
+        moment = since or now
         return self._build(
             stable_id("etcd", self.cluster, condition, endpoint, moment.isoformat()),
             EtcdEventData(
@@ -204,11 +205,13 @@ class EtcdStability:
                 stable_since=since,
                 detail=_detail(condition, endpoint, members),
             ),
+            now,
         )
 
-    def _build(self, event_id: str, data: EtcdEventData) -> EtcdEvent:
+    def _build(self, event_id: str, data: EtcdEventData, now: datetime) -> EtcdEvent:
         return EtcdEvent(
             id=event_id,
+            time=now,
             source=self.source or f"medic/watcher/{self.cluster}/etcd_probe",
             cluster=self.cluster,
             # One subject for all of a cluster's etcd events: consumers handle them in order.

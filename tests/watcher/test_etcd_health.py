@@ -249,3 +249,8 @@ def test_first_round_never_claims_a_leader_change(history):
     for _, observations in history[:1]:
         _, events = JUDGE.step(StabilityState(), observations, T0)
         assert not any(e.data.condition is EtcdCondition.LEADER_CHANGED for e in events)
+
+
+def test_events_are_stamped_with_the_round_time_not_the_clock():
+    _, out = run([(0, cluster(A, 1)), (3, cluster(A, 2))])
+    assert out[1][0].time == T0 + timedelta(seconds=3)

@@ -98,6 +98,11 @@ async def test_moving_the_leader_is_a_leader_change(etcd_cluster: EtcdCluster):
     assert {e.data.endpoint for e in changes} <= {target.client_url, None}
     # One transition, one event: all three members' counters moved, yet the ids are distinct.
     assert len({e.id for e in recorder.events}) == len(recorder.events)
+    # A watcher started afterwards takes the counters as its baseline: no change to report.
+    restarted = Recorder()
+    async with running(probe_for(etcd_cluster, stable_after=0.2), restarted):
+        await eventually(restarted.waiter(EtcdCondition.STABLE), timeout=10)
+    assert restarted.of(EtcdCondition.LEADER_CHANGED) == []
 
 
 async def test_killing_the_leader_is_reported_as_unhealthy_and_as_a_leader_change(
