@@ -15,7 +15,7 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,8 +96,10 @@ class Consumer:
         self.spec = spec
         self.handler = handler
         self._sub: JetStreamContext.PullSubscription | None = None
-        self._semaphore = asyncio.Semaphore(spec.concurrency)
         self.log = log.bind(consumer=spec.durable, stream=spec.stream.name)
+        # Metric children looked up once: `.labels()` per message showed in the profile.
+        self._acked = BUS_MESSAGES.labels(spec.durable, "acked")
+        self._handle_seconds = BUS_HANDLE_SECONDS.labels(spec.durable)
 
     def consumer_config(self) -> api.ConsumerConfig:
         return api.ConsumerConfig(
@@ -203,11 +205,14 @@ class Consumer:
             except SchemaError as exc:
                 decoded, error, key = None, exc, f"seq:{msg.metadata.sequence.stream}"
             groups.setdefault(key, []).append((msg, decoded, error))
+        # At most `concurrency` workers share one iterator over the groups: one task per worker
+        # rather than one per group (a batch of distinct objects made 512 tasks per fetch).
+        pending = iter(groups.values())
         heartbeat = asyncio.create_task(self._keep_alive(msgs))
         try:
             async with asyncio.TaskGroup() as tg:
-                for items in groups.values():
-                    tg.create_task(self._handle_group(items))
+                for _ in range(min(self.spec.concurrency, len(groups))):
+                    tg.create_task(self._work_through(pending))
         finally:
             heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -222,8 +227,9 @@ class Consumer:
                     with contextlib.suppress(nats.errors.Error):
                         await msg.in_progress()
 
-    async def _handle_group(self, items: list[tuple[Msg, Message | None, Any]]) -> None:
-        async with self._semaphore:
+    async def _work_through(self, pending: Iterator[list[tuple[Msg, Message | None, Any]]]) -> None:
+        """Take whole groups until none is left; a group's messages go in order."""
+        for items in pending:
             for msg, decoded, error in items:
                 await self._handle_one(msg, decoded, error)
 
@@ -241,19 +247,21 @@ class Consumer:
         if message is None:
             await self._dead_letter(msg, delivery, ErrorKind.SCHEMA, error)
             return
-        mlog = self.log.bind(event_id=message.id, subject=message.subject, type=message.type)
         try:
-            await asyncio.wait_for(self.handler(message, delivery), self.spec.handler_timeout)
+            # asyncio.timeout, not wait_for: wait_for wraps each handler in an extra task.
+            async with asyncio.timeout(self.spec.handler_timeout):
+                await self.handler(message, delivery)
         except PermanentError as exc:
             await self._dead_letter(msg, delivery, ErrorKind.PERMANENT, exc, exc.field)
         except Exception as exc:  # noqa: BLE001 - task boundary: route, never drop
             delay = exc.delay if isinstance(exc, TransientError) and exc.delay else None
+            mlog = self.log.bind(event_id=message.id, subject=message.subject, type=message.type)
             await self._retry_or_dead_letter(msg, delivery, exc, delay, mlog)
         else:
             await msg.ack()
-            BUS_MESSAGES.labels(self.spec.durable, "acked").inc()
+            self._acked.inc()
         finally:
-            BUS_HANDLE_SECONDS.labels(self.spec.durable).observe(time.perf_counter() - started)
+            self._handle_seconds.observe(time.perf_counter() - started)
 
     async def _retry_or_dead_letter(
         self,
