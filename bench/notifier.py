@@ -1,0 +1,122 @@
+"""Benchmark 4: notifier deliveries/s to a local webhook receiver with signing, against raw
+aiohttp POSTs of the same bodies to the same receiver (same concurrency, same session reuse).
+
+The receiver is a plain aiohttp server on loopback that counts requests and answers 204; it
+does not verify signatures, so both sides pay the same receiving cost and the ratio shows what
+the notifier adds (rendering, Standard Webhooks signing, retries bookkeeping).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import aiohttp
+from aiohttp import web
+from bench.common import Row
+
+CONCURRENCY = 16
+
+
+@dataclass
+class Receiver:
+    url: str
+    received: int = 0
+
+
+@asynccontextmanager
+async def receiver() -> AsyncIterator[Receiver]:
+    state = Receiver(url="")
+
+    async def handle(request: web.Request) -> web.Response:
+        await request.read()
+        state.received += 1
+        return web.Response(status=204)
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    server = site._server  # noqa: SLF001 - aiohttp exposes the bound port only here
+    assert server is not None
+    port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+    state.url = f"http://127.0.0.1:{port}/hook"
+    try:
+        yield state
+    finally:
+        await runner.cleanup()
+
+
+def bodies(count: int) -> list[bytes]:
+    return [
+        json.dumps(
+            {
+                "event": "medic.result",
+                "rule": "retry-transient-etcd",
+                "outcome": "succeeded",
+                "object": f"HelmRelease/ns-{i % 50}/app-{i}",
+                "message": "install failed: etcdserver: leader changed",
+                "attempt": 1,
+            }
+        ).encode()
+        for i in range(count)
+    ]
+
+
+async def raw_posts(url: str, payloads: list[bytes], concurrency: int = CONCURRENCY) -> float:
+    """aiohttp alone: POST every body, `concurrency` in flight. Returns POSTs/s."""
+    pending = iter(payloads)
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+
+        async def worker() -> None:
+            for body in pending:
+                async with session.post(
+                    url, data=body, headers={"content-type": "application/json"}
+                ) as response:
+                    response.raise_for_status()
+
+        started = time.perf_counter()
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(concurrency):
+                tg.create_task(worker())
+        return len(payloads) / (time.perf_counter() - started)
+
+
+async def run(count: int = 2_000) -> list[Row]:
+    name = "4 notifier webhook+signing (deliveries/s)"
+    from bench import notifier_adapter
+
+    async with receiver() as rx:
+        raw = await raw_posts(rx.url, bodies(count))
+        why = notifier_adapter.unavailable()
+        if why is not None:
+            return [
+                Row(
+                    name=name,
+                    medic=None,
+                    baseline=raw,
+                    unit="req/s",
+                    target="(ratio reported)",
+                    note=why,
+                )
+            ]
+        before = rx.received
+        rate = await notifier_adapter.delivery_rate(rx.url, count, CONCURRENCY)
+        delivered = rx.received - before
+    return [
+        Row(
+            name=name,
+            medic=rate,
+            baseline=raw,
+            unit="req/s",
+            target="(ratio reported)",
+            met=None,
+            extra={"count": count, "delivered": delivered, "concurrency": CONCURRENCY},
+        )
+    ]

@@ -1,0 +1,69 @@
+"""The benchmark harness runs end to end with tiny counts, so it cannot rot between full runs.
+
+Figures from these runs mean nothing; the tests check that every benchmark produces its rows
+(measured, or 'not measured' with a reason) and that the table and JSON are written.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def bench(module: str) -> ModuleType:
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    return importlib.import_module(f"bench.{module}")
+
+
+async def test_pipeline_benchmark_measures_consumer_against_raw_fetch_and_ack() -> None:
+    rows = await bench("pipeline").run(count=200, rule_counts=(10, 100), repeats=1)
+    first = rows[0]
+    assert first.name.startswith("1a")
+    assert first.medic is not None
+    assert first.baseline is not None
+    assert first.ratio is not None
+    assert len(rows) >= 3  # the remediator rows: measured or 'not measured' with a reason
+    assert all(row.medic is not None or row.note for row in rows)
+
+
+async def test_notifier_benchmark_measures_raw_posts_to_the_receiver() -> None:
+    rows = await bench("notifier").run(count=50)
+    assert rows[0].baseline is not None
+    assert rows[0].medic is not None or rows[0].note
+
+
+async def test_latency_benchmark_runs_or_says_why_not() -> None:
+    rows = await bench("latency").run(problems=20)
+    assert len(rows) == 2
+    assert all(row.medic is not None or row.note for row in rows)
+
+
+async def test_watcher_scale_benchmark_runs_or_says_why_not() -> None:
+    rows = await bench("watcher_scale").run(objects=50, changes_per_second=20, steady_seconds=0.5)
+    assert len(rows) == 3
+    assert all(row.medic is not None or row.note for row in rows)
+
+
+def test_table_and_json_show_ratio_and_not_measured_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    common = bench("common")
+    monkeypatch.setattr(common, "RESULTS_DIR", tmp_path)
+    rows = [
+        common.Row("a", medic=50.0, baseline=100.0, unit="ev/s", target=">= 0.5x", met=True),
+        common.not_measured("b", "component not landed"),
+    ]
+    text = common.table(rows)
+    assert "0.50" in text
+    assert "not measured: component not landed" in text
+    written = json.loads(common.write_json(rows, {}).read_text())
+    assert written["rows"][0]["ratio"] == 0.5
+    assert written["rows"][1]["medic"] is None
