@@ -55,7 +55,23 @@ def _field_path(loc: tuple[int | str, ...]) -> str:
 
 
 def decode_message(payload: bytes | str) -> Message:
-    """Parse and validate one bus message; raise a `SchemaError` subclass naming what is wrong."""
+    """Parse and validate one bus message; raise a `SchemaError` subclass naming what is wrong.
+
+    Fast path: pydantic-core parses and validates the JSON in one step (about 14 us instead of
+    25 us per event, measured in bench/pipeline.py); anything it rejects, or a major version
+    it validated but we do not support, goes through the checks below for a precise error.
+    """
+    try:
+        message = _MESSAGE.validate_json(payload)
+    except ValidationError:
+        pass
+    else:
+        if message.schemaversion.partition(".")[0] == str(SUPPORTED_MAJOR):
+            return message
+    return _decode_checked(payload)
+
+
+def _decode_checked(payload: bytes | str) -> Message:
     try:
         raw = json.loads(payload)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -66,7 +82,7 @@ def decode_message(payload: bytes | str) -> Message:
     if not isinstance(version, str):
         raise SchemaFieldError("schemaversion", "must be a string like '1.0'")
     major = version.partition(".")[0]
-    if not major.isdigit() or int(major) != SUPPORTED_MAJOR:
+    if not major.isdecimal() or int(major) != SUPPORTED_MAJOR:
         raise UnsupportedVersionError(version, SUPPORTED_MAJOR)
     message_type = raw.get("type")
     if not isinstance(message_type, str) or (
