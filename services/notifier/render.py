@@ -1,0 +1,70 @@
+"""Turn a result (or a burst of them) into a `Rendered` message: templates + Block Kit + JSON.
+
+Rendering is pure: no I/O, no clock. The template context is plain JSON (`model_dump`), so
+users' templates see data, not objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from medic.notifier.blocks import COLORS, DIGEST_COLOR, EMOJI, digest_blocks, result_blocks
+from medic.notifier.channels.base import Rendered
+from medic.notifier.templates import TemplateSet
+from medic.schemas import RemediationResult, stable_id
+
+
+def result_context(result: RemediationResult) -> dict[str, Any]:
+    data = result.data
+    evidence = {k: v for k, v in data.evidence.items() if v not in (None, "", [], {})}
+    return {
+        "event": result.model_dump(mode="json"),
+        "data": data.model_dump(mode="json"),
+        "cluster": result.cluster,
+        "outcome": data.outcome.value,
+        "outcome_emoji": EMOJI[data.outcome],
+        "object_display": data.object.display() if data.object else data.problem_key,
+        "problem_key": data.problem_key,
+        "dry_run": data.dry_run,
+        "evidence": evidence,
+    }
+
+
+def render_result(result: RemediationResult, templates: TemplateSet) -> Rendered:
+    context = result_context(result)
+    title = templates.render("title", context)
+    text = templates.render("text", {**context, "title": title})
+    return Rendered(
+        title=title,
+        text=text,
+        color=COLORS[result.data.outcome],
+        blocks=result_blocks(title, context),
+        payload=result.model_dump(mode="json"),
+        message_id=result.id,
+        problem_key=result.data.problem_key,
+    )
+
+
+def render_digest(
+    channel: str, results: Sequence[RemediationResult], window: float, templates: TemplateSet
+) -> Rendered:
+    items = [result_context(r) for r in results]
+    text = templates.render(
+        "digest", {"results": items, "channel": channel, "window": round(window, 1)}
+    )
+    title = f"Medic digest: {len(results)} results"
+    return Rendered(
+        title=title,
+        text=text,
+        color=DIGEST_COLOR,
+        blocks=digest_blocks(title, text),
+        payload={
+            "type": "medic.digest",
+            "channel": channel,
+            "results": [r.model_dump(mode="json") for r in results],
+        },
+        message_id=stable_id("digest", channel, *sorted(r.id for r in results)),
+        problem_key="digest",
+        is_digest=True,
+    )
