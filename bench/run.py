@@ -37,7 +37,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "pipeline": {"count": 3_000, "rule_counts": (10, 1_000, 10_000), "repeats": 1},
     "latency": {"problems": 200},
     "watcher": {"objects": 1_000, "changes_per_second": 50, "steady_seconds": 3.0},
-    "notifier": {"count": 300},
+    "notifier": {"count": 300, "repeats": 1},
 }
 RUNNERS: dict[str, Callable[..., Awaitable[list[Row]]]] = {
     "pipeline": pipeline.run,
