@@ -7,11 +7,25 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
+import nats
+
 from medic.notifier.service import NotifierService
 from medic.notifier.settings import ChannelConfig, NotifierSettings
 from medic.runtime.bus import Bus
-from medic.schemas import Change, Outcome, RemediationResult, ResultData, stable_id
+from medic.runtime.subjects import NOTIFICATIONS
+from medic.schemas import (
+    Change,
+    Message,
+    Notification,
+    NotificationData,
+    Outcome,
+    RemediationResult,
+    ResultData,
+    decode_message,
+    stable_id,
+)
 from medic.testing.factories import helmrelease_ref
+from medic.testing.receivers import SlackReceiver
 
 
 def make_result(
@@ -72,3 +86,37 @@ async def running_notifier(bus: Bus, settings: NotifierSettings) -> AsyncIterato
     finally:
         stop.set()
         await asyncio.wait_for(task, timeout=15)
+
+
+def slack_config(receiver: SlackReceiver, name: str = "ops", **fields: Any) -> ChannelConfig:
+    """A Slack channel on the receiver: Web API when the receiver has a token, else webhook."""
+    options: dict[str, Any] = (
+        {"token": receiver.token, "channel": f"#{name}", "base_url": receiver.api_url}
+        if receiver.token
+        else {"webhook_url": receiver.webhook_url}
+    )
+    options["timeout"] = 1.0
+    values: dict[str, Any] = {"rate_per_second": 200.0, "rate_burst": 50}
+    values.update(fields)
+    return ChannelConfig(name=name, type="slack", options=options, **values)
+
+
+async def stream_messages(bus: Bus, stream: str) -> list[Message]:
+    """Every message stored in a stream, decoded, oldest first."""
+    info = await bus.js.stream_info(stream)
+    found: list[Message] = []
+    if not info.state.messages:
+        return found
+    for sequence in range(max(1, info.state.first_seq), info.state.last_seq + 1):
+        with contextlib.suppress(nats.js.errors.NotFoundError):
+            stored = await bus.js.get_msg(stream, sequence)
+            found.append(decode_message(stored.data or b""))
+    return found
+
+
+async def notifications(bus: Bus) -> list[NotificationData]:
+    return [
+        m.data
+        for m in await stream_messages(bus, NOTIFICATIONS.name)
+        if isinstance(m, Notification)
+    ]

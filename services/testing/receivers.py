@@ -71,7 +71,9 @@ class ReceivedRequest:
 
     @property
     def ok(self) -> bool:
-        return self.reply.error is None and self.reply.status < 300
+        """Answered with success in time (a `hang` reply is meant to outlast the client)."""
+        reply = self.reply
+        return reply.error is None and reply.status < 300 and not reply.delay
 
     @property
     def thread_ts(self) -> str | None:
