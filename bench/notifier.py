@@ -12,11 +12,11 @@ import asyncio
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
-from bench.common import Row
+from bench.common import Row, workdir
 
 CONCURRENCY = 16
 
@@ -25,6 +25,12 @@ CONCURRENCY = 16
 class Receiver:
     url: str
     received: int = 0
+    wanted: int | None = None  # set `reached` once `received` gets here
+    reached: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def expect(self, more: int) -> None:
+        self.wanted = self.received + more
+        self.reached.clear()
 
 
 @asynccontextmanager
@@ -34,6 +40,8 @@ async def receiver() -> AsyncIterator[Receiver]:
     async def handle(request: web.Request) -> web.Response:
         await request.read()
         state.received += 1
+        if state.wanted is not None and state.received >= state.wanted:
+            state.reached.set()
         return web.Response(status=204)
 
     app = web.Application()
@@ -88,7 +96,7 @@ async def raw_posts(url: str, payloads: list[bytes], concurrency: int = CONCURRE
 
 
 async def run(count: int = 2_000, repeats: int = 3) -> list[Row]:
-    name = "4 notifier webhook+signing (deliveries/s)"
+    name = "4a notifier webhook channel+signing (deliveries/s)"
     from bench import notifier_adapter
 
     why = notifier_adapter.unavailable()
@@ -106,7 +114,19 @@ async def run(count: int = 2_000, repeats: int = 3) -> list[Row]:
                     await notifier_adapter.delivery_rate(rx.url, documents, CONCURRENCY)
                 )
         received = rx.received - before
+        service = None
+        if why is None:
+            with workdir("notifier") as base:
+                service = await notifier_adapter.service_rate(rx.url, count, rx, base)
     expected = count * repeats * (1 if why else 2)
+    service_row = Row(
+        name="4b notifier service, bus->webhook (deliveries/s)",
+        medic=service,
+        baseline=max(raw_runs),
+        unit="req/s",
+        target="(ratio reported)",
+        note=why or "",
+    )
     return [
         Row(
             name=name,
@@ -122,5 +142,6 @@ async def run(count: int = 2_000, repeats: int = 3) -> list[Row]:
                 "medic_runs": medic_runs,
                 "all_received": received == expected,
             },
-        )
+        ),
+        service_row,
     ]

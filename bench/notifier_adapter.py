@@ -12,6 +12,7 @@ import base64
 import importlib.util
 import json
 import time
+from pathlib import Path
 from typing import Any
 
 
@@ -66,3 +67,41 @@ async def delivery_rate(url: str, payloads: list[dict[str, Any]], concurrency: i
 def body(payload: dict[str, Any]) -> bytes:
     """The bytes the webhook channel sends for a payload (compact JSON), for the raw side."""
     return json.dumps(payload, separators=(",", ":")).encode()
+
+
+async def service_rate(url: str, count: int, receiver: Any, base: Path) -> float:
+    """The whole notifier service: N results on MEDIC_RESULTS -> consumer -> routing, render,
+    KV ledger claim/finish, signed POST, Notification record. Deliveries/s until the receiver
+    has all N (digests disabled by a threshold above N, so every result is its own POST)."""
+    from bench.common import nats_bus
+
+    from medic.notifier.service import NotifierService
+    from medic.notifier.settings import ChannelConfig, NotifierSettings
+    from medic.testing.notifier import make_result
+
+    channel = ChannelConfig(
+        name="hook",
+        type="webhook",
+        options={"url": url, "secret": SECRET},
+    )
+    settings = NotifierSettings(
+        channels=[channel], digest_threshold=count + 1, digest_window=60.0, send_timeout=5.0
+    )
+    results = [make_result(f"app-{i}", namespace=f"ns-{i % 50}") for i in range(count)]
+    async with nats_bus(base, name="bench-notifier") as (_server, bus):
+        for start in range(0, count, 1000):
+            await bus.publish_many(results[start : start + 1000])
+        before = receiver.received
+        receiver.expect(count)
+        service = await NotifierService.create(bus, settings)
+        stop = asyncio.Event()
+        started = time.perf_counter()
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(service.run(stop))
+            try:
+                await asyncio.wait_for(receiver.reached.wait(), timeout=120)
+            finally:
+                elapsed = time.perf_counter() - started
+                stop.set()
+        delivered: int = receiver.received - before
+    return delivered / elapsed
