@@ -64,7 +64,7 @@ class ChannelConfig(BaseModel):
     )
     rate_per_second: float | None = Field(default=None, gt=0)
     rate_burst: int = Field(default=1, ge=1)
-    options: dict[str, object] = Field(default_factory=dict)
+    options: dict[str, object] = Field(default_factory=dict, repr=False)  # may hold secrets
 
     _name = field_validator("name")(lambda v: check_token(v, "channel name"))
 

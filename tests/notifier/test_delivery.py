@@ -2,8 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
+
+import pytest
+
+from medic.notifier.service import build
 from medic.notifier.settings import ChannelConfig
 from medic.runtime.bus import MSG_ID, Bus, subject_of
+from medic.runtime.health import HealthServer
+from medic.runtime.lifecycle import ServiceContext
+from medic.runtime.settings import RuntimeSettings
 from medic.runtime.subjects import DEADLETTER
 from medic.schemas import DeadLetter, DeliveryStatus, Outcome, encode_message
 from medic.testing.notifier import (
@@ -175,3 +184,19 @@ async def test_resolved_within_grace_is_never_notified(bus: Bus) -> None:
             await eventually(lambda: statuses(bus, DeliveryStatus.DELIVERED), timeout=5)
     assert "loud" in slack.posted[0].text
     assert all("quiet" not in r.text for r in slack.requests)
+
+
+async def test_build_reads_channels_from_the_environment(
+    bus: Bus, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    channels = [{"name": "console", "type": "console"}]
+    monkeypatch.setenv("MEDIC_NOTIFIER_CHANNELS", json.dumps(channels))
+    ctx = ServiceContext(settings=RuntimeSettings(), bus=bus, health=HealthServer("127.0.0.1", 0))
+    service = await build(ctx)
+    stop = asyncio.Event()
+    async with asyncio.TaskGroup() as tg:
+        tg.create_task(service.run(stop))
+        await bus.publish(make_result(outcome=Outcome.SUCCEEDED))
+        await eventually(lambda: statuses(bus, DeliveryStatus.DELIVERED), timeout=5)
+        stop.set()
+    assert "SUCCEEDED: HelmRelease apps/podinfo" in capsys.readouterr().out
