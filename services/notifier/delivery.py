@@ -23,7 +23,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Final
+from typing import Final, Literal
 
 import structlog
 from prometheus_client import Counter
@@ -158,34 +158,83 @@ class Deliverer:
         delivery: Delivery,
         clog: structlog.typing.FilteringBoundLogger,
     ) -> _Retry | None:
-        claim = await self.ledger.claim(name, result.id)
-        if claim.done is not None:
-            clog.info("notification_duplicate_skipped", state=claim.done)
-            await self._record(result, name, DeliveryStatus.DUPLICATE, delivery)
-            return None
-        if claim.busy_for > 0:
-            return _Retry(after=claim.busy_for)
+        """One channel's part; whatever happens here, the other channels go on."""
+        claimed = await self._claim(name, result, delivery, clog)
+        if claimed is not True:
+            return claimed  # done before (None) or not ours now (_Retry)
         try:
-            if self.digests.is_burst(name):
-                await self.digests.add(name, result)
-                clog.info("notification_digested")
-            else:
-                receipt = await self._send_one(name, result)
-                await self.ledger.finish(name, result.id, "delivered", thread=receipt.thread)
-                await self._record(
-                    result, name, DeliveryStatus.DELIVERED, delivery, receipt=receipt
-                )
-                clog.info("notification_delivered", thread=receipt.thread)
+            receipt = await self._attempt(name, result)
         except ChannelError as exc:
             return await self._failed(name, result, delivery, exc, clog)
         except TransientError as exc:
-            await self.ledger.release(name, result.id, str(exc))
+            await self._release(name, result, str(exc), clog)
             return _Retry(after=exc.delay)
         except Exception as exc:  # noqa: BLE001 - per-channel boundary: others must go on
             clog.exception("notification_failed_unexpectedly", error=repr(exc))
-            await self.ledger.release(name, result.id, type(exc).__name__)
+            await self._release(name, result, type(exc).__name__, clog)
             return _Retry(after=None)
+        if receipt is None:
+            clog.info("notification_digested")
+            return None
+        return await self._delivered(name, result, delivery, receipt, clog)
+
+    async def _claim(
+        self,
+        name: str,
+        result: RemediationResult,
+        delivery: Delivery,
+        clog: structlog.typing.FilteringBoundLogger,
+    ) -> Literal[True] | _Retry | None:
+        try:
+            claim = await self.ledger.claim(name, result.id)
+            if claim.done is not None:
+                clog.info("notification_duplicate_skipped", state=claim.done)
+                # Publish the final record again (deduplicated by id) in case it was lost.
+                await self._record(result, name, DeliveryStatus(claim.done), delivery)
+                await self._record(result, name, DeliveryStatus.DUPLICATE, delivery)
+                return None
+        except Exception as exc:  # noqa: BLE001 - per-channel boundary: KV or bus unavailable
+            clog.warning("notification_bookkeeping_failed", error=repr(exc))
+            return _Retry(after=None)
+        return _Retry(after=claim.busy_for) if claim.busy_for > 0 else True
+
+    async def _delivered(
+        self,
+        name: str,
+        result: RemediationResult,
+        delivery: Delivery,
+        receipt: DeliveryReceipt,
+        clog: structlog.typing.FilteringBoundLogger,
+    ) -> _Retry | None:
+        """Sent: the claim is never released now, so a bookkeeping failure retries the
+        bookkeeping (after the claim lease), it does not re-post at once."""
+        try:
+            await self.ledger.finish(name, result.id, "delivered", thread=receipt.thread)
+            await self._record(result, name, DeliveryStatus.DELIVERED, delivery, receipt=receipt)
+        except Exception as exc:  # noqa: BLE001 - per-channel boundary
+            clog.warning("notification_bookkeeping_failed", error=repr(exc))
+            return _Retry(after=None)
+        clog.info("notification_delivered", thread=receipt.thread)
         return None
+
+    async def _attempt(self, name: str, result: RemediationResult) -> DeliveryReceipt | None:
+        """Send alone, or as part of the channel's digest during a burst (then None)."""
+        if self.digests.is_burst(name):
+            await self.digests.add(name, result)
+            return None
+        return await self._send_one(name, result)
+
+    async def _release(
+        self,
+        name: str,
+        result: RemediationResult,
+        error: str,
+        clog: structlog.typing.FilteringBoundLogger,
+    ) -> None:
+        try:
+            await self.ledger.release(name, result.id, error)
+        except Exception as exc:  # noqa: BLE001 - the claim then expires after the lease
+            clog.warning("notification_release_failed", error=repr(exc))
 
     async def _failed(
         self,
@@ -196,12 +245,19 @@ class Deliverer:
         clog: structlog.typing.FilteringBoundLogger,
     ) -> _Retry | None:
         if exc.permanent:
-            await self._dead_letter(name, result, delivery, exc)
-            await self.ledger.finish(name, result.id, "dead_lettered", error=str(exc))
-            await self._record(result, name, DeliveryStatus.DEAD_LETTERED, delivery, error=str(exc))
+            try:
+                await self._dead_letter(name, result, delivery, exc)
+                await self.ledger.finish(name, result.id, "dead_lettered", error=str(exc))
+                await self._record(
+                    result, name, DeliveryStatus.DEAD_LETTERED, delivery, error=str(exc)
+                )
+            except Exception as publish_error:  # noqa: BLE001 - retry the dead-lettering
+                clog.warning("deadletter_failed", error=repr(publish_error))
+                await self._release(name, result, str(exc), clog)
+                return _Retry(after=None)
             clog.error("notification_dead_lettered", error=str(exc), code=exc.code)
             return None
-        await self.ledger.release(name, result.id, str(exc))
+        await self._release(name, result, str(exc), clog)
         if exc.retry_after is not None:
             self.gates[name].pause(exc.retry_after)
         clog.warning(
@@ -233,10 +289,13 @@ class Deliverer:
     async def _send_digest(self, name: str, results: list[RemediationResult]) -> None:
         rendered = render_digest(name, results, self.settings.digest_window, self.templates[name])
         await self._send(name, rendered)
-        for result in results:
-            await self.ledger.finish(name, result.id, "digested", digest=rendered.message_id)
-            await self._record(result, name, DeliveryStatus.DIGESTED, None)
         log.info("digest_delivered", channel=name, results=len(results))
+        for result in results:
+            try:
+                await self.ledger.finish(name, result.id, "digested", digest=rendered.message_id)
+                await self._record(result, name, DeliveryStatus.DIGESTED, None)
+            except Exception as exc:  # noqa: BLE001 - sent already: never fail the waiters now
+                log.warning("digest_bookkeeping_failed", result_id=result.id, error=repr(exc))
 
     async def _record(
         self,
