@@ -22,6 +22,7 @@ from medic.runtime import logging as medic_logging
 from medic.runtime.bus import Bus
 from medic.runtime.consumer import Consumer, ConsumerSpec
 from medic.runtime.lifecycle import ServiceContext
+from medic.runtime.settings import SettingsError
 from medic.runtime.subjects import PREFIX, RESULTS
 
 log = structlog.get_logger(__name__)
@@ -56,7 +57,10 @@ def build_channels(settings: NotifierSettings, registry: ChannelRegistry) -> dic
             continue
         if config.name in channels:
             raise ValueError(f"channel {config.name!r} is configured twice")
-        channel = registry.create(config)
+        try:
+            channel = registry.create(config)
+        except (ValueError, KeyError) as exc:  # pydantic's ValidationError is a ValueError
+            raise SettingsError([f"notifier.channels[{config.name}]: {exc}"]) from exc
         secrets = getattr(channel, "secrets", None)
         if callable(secrets):
             medic_logging.register_secrets(secrets())

@@ -3,12 +3,14 @@
 Environment `MEDIC_NOTIFIER_...` (nested with `__`; `MEDIC_NOTIFIER_CHANNELS` takes a JSON list)
 or the `notifier:` section of the YAML file named by `MEDIC_CONFIG`. Channel `options` are
 validated by the channel type's own model (`medic.notifier.channels`); secrets in them are
-`SecretStr` or `*_file` paths, never logged.
+`SecretStr`, `*_file` paths (a mounted Secret) or `*_env` names of environment variables, and
+are registered with the log redactor, never logged.
 """
 
 from __future__ import annotations
 
 import fnmatch
+import os
 from pathlib import Path
 from typing import ClassVar
 
@@ -89,8 +91,14 @@ class NotifierSettings(SectionSettings):
     deliveries_ttl: float = Field(default=8 * 24 * 3600.0, gt=0)
 
 
-def read_secret(value: SecretStr | None, path: Path | None, what: str) -> str | None:
-    """A secret from its value or from a file (Kubernetes Secret volume); file wins."""
+def read_secret(
+    value: SecretStr | None, path: Path | None, what: str, env: str | None = None
+) -> str | None:
+    """A secret from a file (Kubernetes Secret volume), an environment variable, or its value."""
+    if env is not None:
+        if not os.environ.get(env):
+            raise ValueError(f"{what}: environment variable {env} is not set")
+        return os.environ[env].strip()
     if path is not None:
         try:
             text = path.read_text().strip()

@@ -73,3 +73,40 @@ def test_channel_secrets_are_never_logged_nor_shown() -> None:
     assert "s3cr3t" not in str(line)
     line = medic_logging.redact_secrets(None, "info", {"token": "xoxb-very-secret"})
     assert "xoxb-very-secret" not in str(line)
+
+
+def test_secrets_from_environment_variables(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-from-env")
+    monkeypatch.setenv("HOOK_KEY", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
+    settings = NotifierSettings(
+        channels=[
+            {
+                "name": "ops",
+                "type": "slack",
+                "options": {"token_env": "SLACK_BOT_TOKEN", "channel": "#o"},
+            },
+            {
+                "name": "hook",
+                "type": "webhook",
+                "options": {"url": "https://h/x", "secret_env": "HOOK_KEY"},
+            },
+        ]  # type: ignore[list-item]
+    )
+    channels = build_channels(settings, default_registry())
+    assert channels["ops"].supports_threads
+    assert channels["hook"].signer is not None  # type: ignore[attr-defined]
+
+
+def test_a_channel_with_a_missing_secret_stops_start_up(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOT_SET_ANYWHERE", raising=False)
+    settings = NotifierSettings(
+        channels=[
+            {
+                "name": "ops",
+                "type": "slack",
+                "options": {"token_env": "NOT_SET_ANYWHERE", "channel": "#o"},
+            }
+        ]  # type: ignore[list-item]
+    )
+    with pytest.raises(SettingsError, match=r"channels\[ops\].*NOT_SET_ANYWHERE"):
+        build_channels(settings, default_registry())

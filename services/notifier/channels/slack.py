@@ -41,18 +41,21 @@ class SlackOptions(BaseModel):
 
     webhook_url: SecretStr | None = None
     webhook_url_file: Path | None = None
+    webhook_url_env: str | None = None
     token: SecretStr | None = None
     token_file: Path | None = None
+    token_env: str | None = None
     channel: str | None = None
     base_url: str = "https://slack.com/api/"
     timeout: float = 10.0
 
     @model_validator(mode="after")
     def _one_way_in(self) -> SlackOptions:
-        has_hook = self.webhook_url is not None or self.webhook_url_file is not None
-        has_token = self.token is not None or self.token_file is not None
+        hook = (self.webhook_url, self.webhook_url_file, self.webhook_url_env)
+        has_hook = any(v is not None for v in hook)
+        has_token = any(v is not None for v in (self.token, self.token_file, self.token_env))
         if has_hook == has_token:
-            raise ValueError("set either webhook_url(_file) or token(_file) with channel")
+            raise ValueError("set either webhook_url(_file/_env) or token(_file/_env) + channel")
         if has_token and not self.channel:
             raise ValueError("channel is required with a bot token")
         return self
@@ -64,9 +67,14 @@ class SlackChannel:
     def __init__(self, name: str, options: SlackOptions) -> None:
         self.name = name
         self.options = options
-        self.token = read_secret(options.token, options.token_file, f"{name}.token")
+        self.token = read_secret(
+            options.token, options.token_file, f"{name}.token", options.token_env
+        )
         self.webhook_url = read_secret(
-            options.webhook_url, options.webhook_url_file, f"{name}.webhook_url"
+            options.webhook_url,
+            options.webhook_url_file,
+            f"{name}.webhook_url",
+            options.webhook_url_env,
         )
         self.supports_threads = self.token is not None
         # Where we post, for logs: host only, the path of a webhook URL is its secret.

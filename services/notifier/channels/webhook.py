@@ -34,15 +34,17 @@ class WebhookOptions(BaseModel):
 
     url: SecretStr | None = None
     url_file: Path | None = None
+    url_env: str | None = None
     secret: SecretStr | None = None  # `whsec_<base64>`; unsigned when absent
     secret_file: Path | None = None
+    secret_env: str | None = None
     headers: dict[str, str] = {}
     timeout: float = 10.0
 
     @model_validator(mode="after")
     def _has_url(self) -> WebhookOptions:
-        if self.url is None and self.url_file is None:
-            raise ValueError("url or url_file is required")
+        if self.url is None and self.url_file is None and self.url_env is None:
+            raise ValueError("url, url_file or url_env is required")
         return self
 
 
@@ -52,11 +54,13 @@ class WebhookChannel:
     def __init__(self, name: str, options: WebhookOptions) -> None:
         self.name = name
         self.options = options
-        url = read_secret(options.url, options.url_file, f"{name}.url")
+        url = read_secret(options.url, options.url_file, f"{name}.url", options.url_env)
         if not url:
             raise ValueError(f"{name}.url is empty")
         self.url = url
-        secret = read_secret(options.secret, options.secret_file, f"{name}.secret")
+        secret = read_secret(
+            options.secret, options.secret_file, f"{name}.secret", options.secret_env
+        )
         self._secret = secret
         self.signer = Webhook(secret) if secret else None
         self.where = mask_url(url)
