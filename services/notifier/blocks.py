@@ -62,6 +62,9 @@ def result_blocks(title: str, context: dict[str, Any]) -> list[dict[str, Any]]:
     if evidence:
         lines = "\n".join(f"• *{k}*: {v}" for k, v in evidence.items())
         blocks.append(_section(f"*Evidence*\n{lines}"))
+    if data.get("diagnosis"):
+        lines = "\n".join(f"• *{k}*: {v}" for k, v in data["diagnosis"].items())
+        blocks.append(_section(f"*Diagnosis*\n{lines}"))
     if data.get("changes"):
         lines = "\n".join(
             f"• `{c['path']}`: `{c.get('before')}` → `{c.get('after')}`" for c in data["changes"]

@@ -12,7 +12,7 @@ from typing import Any
 from medic.notifier.blocks import COLORS, DIGEST_COLOR, EMOJI, digest_blocks, result_blocks
 from medic.notifier.channels.base import Rendered
 from medic.notifier.templates import TemplateSet
-from medic.schemas import RemediationResult, stable_id
+from medic.schemas import Outcome, RemediationResult, stable_id
 
 
 def result_context(result: RemediationResult) -> dict[str, Any]:
@@ -43,6 +43,7 @@ def render_result(result: RemediationResult, templates: TemplateSet) -> Rendered
         payload=result.model_dump(mode="json"),
         message_id=result.id,
         problem_key=result.data.problem_key,
+        broadcast=result.data.outcome in {Outcome.ESCALATED, Outcome.FAILED},
     )
 
 

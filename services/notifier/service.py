@@ -45,6 +45,7 @@ def consumer_spec(settings: NotifierSettings) -> ConsumerSpec:
         max_ack_pending=20_000,
         nak_delays=(*delays, settings.retry_cap),
         batch=256,
+        fetch_timeout=settings.fetch_timeout,
         concurrency=64,
         handler_timeout=max(300.0, settings.digest_window + 4 * settings.send_timeout),
     )

@@ -86,6 +86,7 @@ class NotifierSettings(SectionSettings):
     max_deliver: int = Field(default=2000, ge=2)
     claim_lease: float = Field(default=120.0, gt=0, description="A crashed send's claim expires.")
     send_timeout: float = Field(default=10.0, gt=0)
+    fetch_timeout: float = Field(default=1.0, gt=0, description="Longest wait for a batch.")
     threads_bucket: str = "medic-notifier-threads"
     deliveries_bucket: str = "medic-notifier-deliveries"
     deliveries_ttl: float = Field(default=8 * 24 * 3600.0, gt=0)

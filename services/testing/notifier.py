@@ -70,6 +70,7 @@ def notifier_settings(*channels: ChannelConfig, **overrides: Any) -> NotifierSet
         "digest_threshold": 100,
         "digest_window": 0.5,
         "send_timeout": 2.0,
+        "fetch_timeout": 0.2,
     }
     values.update(overrides)
     return NotifierSettings(**values)

@@ -48,6 +48,8 @@ async def test_a_problems_story_stays_in_one_slack_thread(bus: Bus) -> None:
     assert [p.thread_ts for p in posts[1:3]] == [root.ts, root.ts]
     assert posts[3].thread_ts is None  # another problem, another thread
     assert "ESCALATED" in posts[2].text
+    assert posts[2].fields.get("reply_broadcast") is True  # escalation shows in the channel
+    assert not posts[0].fields.get("reply_broadcast")
     assert posts[2].fields["attachments"][0]["color"] == "#e01e5a"
     assert records
 

@@ -60,3 +60,18 @@ async def test_console_channel_writes_readable_text() -> None:
     await channel.send(render_result(make_result(outcome=Outcome.ESCALATED), TemplateSet()))
     assert "[console]" in out.getvalue()
     assert "ESCALATED" in out.getvalue()
+
+
+def test_escalation_tells_everything_it_knows() -> None:
+    result = make_result(
+        outcome=Outcome.ESCALATED,
+        reason="retry limit reached",
+        diagnosis={"last_error": "etcdserver: request timed out", "attempts": 3},
+    )
+    rendered = render_result(result, TemplateSet())
+    assert rendered.broadcast
+    assert "Diagnosis last_error: etcdserver: request timed out" in rendered.text
+    assert "Why: retry limit reached" in rendered.text
+    sections = " ".join(b.get("text", {}).get("text", "") for b in rendered.blocks)
+    assert "Diagnosis" in sections
+    assert "retry limit reached" in sections

@@ -32,6 +32,7 @@ class Rendered:
     problem_key: str
     thread: str | None = None  # the destination's thread id to reply into (Slack ts)
     is_digest: bool = False
+    broadcast: bool = False  # a thread reply people must see in the channel too (escalation)
 
 
 @dataclass(frozen=True, slots=True)

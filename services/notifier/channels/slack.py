@@ -130,6 +130,7 @@ class SlackChannel:
                 text=body["text"],
                 attachments=body["attachments"],
                 thread_ts=rendered.thread,
+                reply_broadcast=bool(rendered.thread and rendered.broadcast),
                 unfurl_links=False,
             )
         except SlackApiError as exc:
