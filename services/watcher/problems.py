@@ -1,0 +1,101 @@
+"""From findings about objects to events: one per distinct problem state, and a resolved one.
+
+A finding's fingerprint names its state (reason, message, revision...) but never its age, so a
+problem seen again after a restart or a re-list gets the same event id, and JetStream stores it
+once. When a finding disappears (or the object is deleted) a resolved event follows.
+Pure bookkeeping: no I/O and no clock (callers pass `now`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from medic.schemas import (
+    Evidence,
+    MessageClass,
+    ObjectRef,
+    ProblemState,
+    ReleaseEvent,
+    ReleaseEventData,
+    ReleaseProblem,
+    stable_id,
+)
+
+
+@dataclass(frozen=True)
+class Finding:
+    problem: ReleaseProblem
+    fingerprint: tuple[str, ...]
+    evidence: Evidence = field(default_factory=Evidence)
+    classification: MessageClass = MessageClass.NONE
+    etcd_error: str | None = None
+
+
+def object_ref(obj: dict[str, object]) -> ObjectRef:
+    metadata = obj.get("metadata") or {}
+    assert isinstance(metadata, dict)
+    return ObjectRef(
+        kind=str(obj.get("kind", "")),
+        api_version=str(obj.get("apiVersion", "")),
+        namespace=metadata.get("namespace"),
+        name=str(metadata.get("name", "")),
+        uid=str(metadata.get("uid", "")),
+        resource_version=str(metadata.get("resourceVersion", "")),
+    )
+
+
+class ProblemTracker:
+    """The findings currently firing per object uid, for one cluster and one source."""
+
+    def __init__(self, cluster: str, source: str) -> None:
+        self.cluster = cluster
+        self.source = source
+        self.firing: dict[str, dict[ReleaseProblem, tuple[Finding, ObjectRef]]] = {}
+
+    def update(self, ref: ObjectRef, findings: list[Finding], now: datetime) -> list[ReleaseEvent]:
+        """Events for what changed on this object since the last update."""
+        key = ref.uid or f"{ref.kind}/{ref.namespace}/{ref.name}"
+        before = self.firing.get(key, {})
+        after = {f.problem: (f, ref) for f in findings}
+        events = [
+            self._event(ref, finding, ProblemState.FIRING, now)
+            for problem, (finding, _) in after.items()
+            if problem not in before or before[problem][0].fingerprint != finding.fingerprint
+        ]
+        events += [
+            self._event(ref, finding, ProblemState.RESOLVED, now)
+            for problem, (finding, _) in before.items()
+            if problem not in after
+        ]
+        if after:
+            self.firing[key] = after
+        else:
+            self.firing.pop(key, None)
+        return events
+
+    def forget(self, ref: ObjectRef, now: datetime) -> list[ReleaseEvent]:
+        """The object was deleted: everything it had is resolved."""
+        return self.update(ref, [], now)
+
+    def _event(
+        self, ref: ObjectRef, finding: Finding, state: ProblemState, now: datetime
+    ) -> ReleaseEvent:
+        identity = (ref.uid or ref.name, finding.problem.value, *finding.fingerprint)
+        event_id = stable_id(*identity, state.value)
+        return ReleaseEvent(
+            id=event_id,
+            source=f"medic/watcher/{self.cluster}/{self.source}",
+            cluster=self.cluster,
+            subject=f"{ref.kind}/{ref.namespace or '_'}/{ref.name}",
+            time=now,
+            data=ReleaseEventData(
+                object=ref,
+                problem=finding.problem,
+                state=state,
+                classification=finding.classification,
+                etcd_error=finding.etcd_error,
+                watcher_source=self.source,
+                evidence=finding.evidence,
+            ),
+        )

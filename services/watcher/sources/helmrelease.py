@@ -1,0 +1,185 @@
+"""Flux HelmRelease: failed and stalled releases, stale status, objects on an old API version.
+
+Judgement (pure) per scenarios.md S1/S2: Ready=False with a failure reason (the message
+classified: transient etcd error, timeout, ...); Stalled=True (retries exhausted); stale status
+(old message format, observedGeneration behind for longer than a threshold, DependencyNotReady
+while every dependency is Ready); last written through an API version behind the target.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from medic.runtime.kube import KubeClient, KubeError, ResourceType
+from medic.schemas import Condition, Evidence, ReleaseProblem
+from medic.upstream import flux
+from medic.watcher.problems import Finding
+from medic.watcher.sources.base import Emit, Source, SourceContext, SourcePlugin
+from medic.watcher.sources.conditions import classify, conditions_of, last_write
+from medic.watcher.sources.kubernetes import ObjectFilter, ObjectSource, Tracked
+
+
+class HelmReleaseSettings(BaseModel):
+    version: str | None = Field(default=None, description="Served version; None = discover.")
+    target_version: str = flux.STORAGE_VERSION
+    stale_after: float = Field(default=600.0, ge=0, description="observedGeneration lag, s.")
+    filter: ObjectFilter = Field(default_factory=ObjectFilter)
+    tick: float = Field(default=5.0, gt=0)
+
+
+@dataclass(frozen=True, slots=True)
+class HelmReleaseView:
+    namespace: str
+    generation: int
+    observed_generation: int
+    conditions: dict[str, Condition]
+    written_at: datetime | None
+    written_version: str
+    depends_on: tuple[tuple[str, str], ...]
+
+    @property
+    def ready(self) -> bool:
+        ready = self.conditions.get(flux.READY)
+        return ready is not None and ready.status == "True"
+
+
+def project(obj: dict[str, Any]) -> HelmReleaseView:
+    metadata = obj.get("metadata") or {}
+    namespace = str(metadata.get("namespace", ""))
+    status = obj.get("status") or {}
+    written_at, written_version = last_write(obj)
+    deps = tuple(
+        (str(d.get("namespace") or namespace), str(d.get("name")))
+        for d in (obj.get("spec") or {}).get("dependsOn") or []
+        if isinstance(d, dict) and d.get("name")
+    )
+    return HelmReleaseView(
+        namespace=namespace,
+        generation=int(metadata.get("generation", 0) or 0),
+        observed_generation=int(status.get("observedGeneration", -1)),
+        conditions=conditions_of(obj),
+        written_at=written_at,
+        written_version=written_version.rpartition("/")[2],
+        depends_on=deps,
+    )
+
+
+def judge(
+    item: Tracked[HelmReleaseView],
+    now: datetime,
+    source: ObjectSource[HelmReleaseView],
+    settings: HelmReleaseSettings,
+) -> list[Finding]:
+    view = item.projection
+    findings: list[Finding] = []
+    ready = view.conditions.get(flux.READY)
+    stale: list[str] = []
+    if ready is not None and ready.status == "False":
+        if ready.reason == flux.DEPENDENCY_NOT_READY:
+            deps = [source.lookup(ns, name) for ns, name in view.depends_on]
+            if deps and all(dep is not None and dep.ready for dep in deps):
+                stale.append("dependency-ready")
+        else:
+            kind, error = classify(ready.message)
+            if ready.reason in flux.FAILED_REASONS or error is not None:
+                evidence = Evidence(condition=ready, reason=ready.reason, message=ready.message)
+                findings.append(
+                    Finding(
+                        ReleaseProblem.FAILED, (ready.reason, ready.message), evidence, kind, error
+                    )
+                )
+    stalled = view.conditions.get(flux.STALLED)
+    if stalled is not None and stalled.status == "True":
+        message = ready.message if ready is not None else stalled.message
+        kind, error = classify(message)
+        evidence = Evidence(condition=stalled, reason=stalled.reason, message=message)
+        findings.append(
+            Finding(ReleaseProblem.STALLED, (stalled.reason, message), evidence, kind, error)
+        )
+    released = view.conditions.get(flux.RELEASED)
+    if released is not None and released.message in flux.OLD_SUCCESS_MESSAGES:
+        stale.append("old-message-format")
+    since = view.written_at or item.first_seen
+    if (
+        view.observed_generation < view.generation
+        and (now - since).total_seconds() >= settings.stale_after
+    ):
+        stale.append("observed-generation-behind")
+    if stale:
+        condition = ready or released
+        evidence = Evidence(
+            condition=condition,
+            reason=condition.reason if condition else "",
+            message=condition.message if condition else "",
+            fields={
+                "stale": ",".join(stale),
+                "generation": view.generation,
+                "observedGeneration": view.observed_generation,
+            },
+        )
+        kind, _ = classify(evidence.message)
+        findings.append(Finding(ReleaseProblem.STALE_STATUS, tuple(stale), evidence, kind))
+    if view.written_version and view.written_version != settings.target_version:
+        evidence = Evidence(
+            fields={"storedVersion": view.written_version, "targetVersion": settings.target_version}
+        )
+        findings.append(Finding(ReleaseProblem.OLD_API_VERSION, (view.written_version,), evidence))
+    return findings
+
+
+class HelmReleaseSource(ObjectSource[HelmReleaseView]):
+    discover: bool = True
+
+    async def run(self, emit: Emit, stop: asyncio.Event) -> None:
+        if self.discover:
+            self.rt = self.rt.at(await served_version(self.kube))
+        await super().run(emit, stop)
+
+    async def after_change(self, _item: Tracked[HelmReleaseView]) -> None:
+        """A release turning Ready may clear a phantom DependencyNotReady of its dependants."""
+        await self.rejudge()
+
+
+async def served_version(kube: KubeClient) -> str:
+    """The version the cluster prefers for HelmReleases (v2 after Flux 2.3, v2beta2 before)."""
+    try:
+        group = await kube.request("GET", f"/apis/{flux.GROUP}")
+    except KubeError:
+        return flux.STORAGE_VERSION
+    preferred = (group.get("preferredVersion") or {}).get("version")
+    return str(preferred) if preferred in flux.VERSIONS else flux.STORAGE_VERSION
+
+
+def create(settings: BaseModel, context: SourceContext) -> Source:
+    assert isinstance(settings, HelmReleaseSettings)
+    version = settings.version or flux.STORAGE_VERSION
+    rt = ResourceType(flux.GROUP, version, flux.PLURAL, flux.KIND)
+    source = HelmReleaseSource(
+        name="helmrelease",
+        cluster=context.cluster,
+        kube=context.kube,
+        rt=rt,
+        project=project,
+        judge=lambda item, now, src: judge(item, now, src, settings),
+        filter=settings.filter,
+        tick=settings.tick,
+    )
+    source.discover = settings.version is None
+    return source
+
+
+PLUGIN = SourcePlugin(
+    name="helmrelease",
+    settings_model=HelmReleaseSettings,
+    create=create,
+    rbac=(
+        {"apiGroups": [flux.GROUP], "resources": [flux.PLURAL], "verbs": ["get", "list", "watch"]},
+    ),
+    description="Flux HelmReleases that failed, stalled, went stale or sit on an old API version.",
+    example={"stale_after": 600, "filter": {"namespaces": ["apps-*"]}},
+)

@@ -1,0 +1,90 @@
+"""Kubernetes Events whose message carries a transient etcd error or Helm's lock error.
+
+Attributed to the involved object, so a rule sees "HelmRelease apps/podinfo: etcdserver: leader
+changed" even when the object's own status does not say it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from medic.runtime.kube import EVENTS
+from medic.schemas import Evidence, MessageClass, ObjectRef, ReleaseProblem
+from medic.watcher.problems import Finding
+from medic.watcher.sources.base import Source, SourceContext, SourcePlugin
+from medic.watcher.sources.conditions import classify
+from medic.watcher.sources.kubernetes import ObjectFilter, ObjectSource, Tracked
+
+
+class KubeEventsSettings(BaseModel):
+    filter: ObjectFilter = Field(default_factory=ObjectFilter)
+    tick: float = Field(default=30.0, gt=0)
+
+
+@dataclass(frozen=True, slots=True)
+class EventView:
+    message: str
+    reason: str
+    uid: str
+
+
+def project(obj: dict[str, Any]) -> EventView | None:
+    message = str(obj.get("message") or obj.get("note") or "")
+    kind, _ = classify(message)
+    if kind not in {MessageClass.TRANSIENT_ETCD, MessageClass.OPERATION_IN_PROGRESS}:
+        return None
+    uid = str((obj.get("metadata") or {}).get("uid", ""))
+    return EventView(message, str(obj.get("reason", "")), uid)
+
+
+def judge(item: Tracked[EventView], _now: datetime, _source: object) -> list[Finding]:
+    view = item.projection
+    kind, error = classify(view.message)
+    problem = (
+        ReleaseProblem.TRANSIENT_ETCD_ERROR
+        if kind is MessageClass.TRANSIENT_ETCD
+        else ReleaseProblem.OPERATION_IN_PROGRESS
+    )
+    evidence = Evidence(reason=view.reason, message=view.message, fields={"event": view.uid})
+    return [Finding(problem, (view.uid, view.message), evidence, kind, error)]
+
+
+class KubeEventsSource(ObjectSource[EventView]):
+    def subject_ref(self, obj: dict[str, Any]) -> Any:
+        involved = obj.get("involvedObject") or obj.get("regarding") or {}
+        metadata = obj.get("metadata") or {}
+        return ObjectRef(
+            kind=str(involved.get("kind") or "Unknown"),
+            api_version=str(involved.get("apiVersion") or "v1"),
+            namespace=involved.get("namespace") or metadata.get("namespace"),
+            name=str(involved.get("name") or metadata.get("name", "")),
+            uid=str(involved.get("uid") or metadata.get("uid", "")),
+            resource_version=str(involved.get("resourceVersion") or ""),
+        )
+
+
+def create(settings: BaseModel, context: SourceContext) -> Source:
+    assert isinstance(settings, KubeEventsSettings)
+    return KubeEventsSource(
+        name="kube_events",
+        cluster=context.cluster,
+        kube=context.kube,
+        rt=EVENTS,
+        project=project,
+        judge=judge,
+        filter=settings.filter,
+        tick=settings.tick,
+    )
+
+
+PLUGIN = SourcePlugin(
+    name="kube_events",
+    settings_model=KubeEventsSettings,
+    create=create,
+    rbac=({"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]},),
+    description="Events quoting etcd errors or Helm's 'another operation is in progress'.",
+)

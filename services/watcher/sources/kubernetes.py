@@ -1,0 +1,155 @@
+"""The shape every Kubernetes source shares: watch one resource type, keep a small projection
+per object, judge it (pure), and turn the judgement into events through a ProblemTracker.
+
+A periodic tick re-judges every projection, so "longer than a threshold" findings appear when
+the time has passed even if the object did not change. Projections, never whole objects, are
+kept: memory stays flat per object.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, Field
+
+from medic.runtime.kube import KubeClient, ResourceType
+from medic.watcher.informer import Informer
+from medic.watcher.problems import Finding, ProblemTracker, object_ref
+from medic.watcher.sources.base import Emit
+
+P = TypeVar("P")
+
+
+class ObjectFilter(BaseModel):
+    """Which objects a source looks at."""
+
+    namespaces: list[str] = Field(default_factory=list, description="Globs; empty = all.")
+    exclude_namespaces: list[str] = Field(default_factory=list)
+    label_selector: str | None = None
+
+    def allows(self, namespace: str | None) -> bool:
+        name = namespace or ""
+        if self.namespaces and not any(fnmatch.fnmatch(name, g) for g in self.namespaces):
+            return False
+        return not any(fnmatch.fnmatch(name, g) for g in self.exclude_namespaces)
+
+
+@dataclass
+class Tracked(Generic[P]):
+    obj_ref: Any
+    projection: P
+    first_seen: datetime
+
+
+Judge = Callable[[Tracked[P], datetime, "ObjectSource[P]"], list[Finding]]
+Project = Callable[[dict[str, Any]], P | None]
+
+
+@dataclass
+class ObjectSource(Generic[P]):
+    name: str
+    cluster: str
+    kube: KubeClient
+    rt: ResourceType
+    project: Project[P]
+    judge: Judge[P]
+    filter: ObjectFilter = field(default_factory=ObjectFilter)
+    field_selector: str | None = None
+    tick: float = 5.0
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    tracked: dict[str, Tracked[P]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.tracker = ProblemTracker(self.cluster, self.name)
+        self.emit: Emit | None = None
+
+    def lookup(self, namespace: str | None, name: str) -> P | None:
+        for item in self.tracked.values():
+            if item.obj_ref.namespace == namespace and item.obj_ref.name == name:
+                return item.projection
+        return None
+
+    async def run(self, emit: Emit, stop: asyncio.Event) -> None:
+        self.emit = emit
+        informer = Informer(
+            self.kube,
+            self.rt,
+            self.on_event,
+            self.on_sync,
+            label_selector=self.filter.label_selector,
+            field_selector=self.field_selector,
+        )
+        async with asyncio.TaskGroup() as tg:
+            tg.create_task(informer.run(stop))
+            tg.create_task(self._ticker(stop))
+
+    async def _ticker(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.tick)
+            await self.rejudge()
+
+    async def rejudge(self) -> None:
+        now = self.clock()
+        for key in list(self.tracked):
+            item = self.tracked.get(key)
+            if item is not None:
+                await self._publish(self.tracker.update(item.obj_ref, self._judge(item, now), now))
+
+    def _judge(self, item: Tracked[P], now: datetime) -> list[Finding]:
+        return self.judge(item, now, self)
+
+    async def on_sync(self, items: list[dict[str, Any]]) -> None:
+        seen = set()
+        for obj in items:
+            seen.add(await self.on_object(obj))
+        now = self.clock()
+        for key in [k for k in self.tracked if k not in seen]:
+            gone = self.tracked.pop(key)
+            await self._publish(self.tracker.forget(gone.obj_ref, now))
+
+    async def on_event(self, kind: str, obj: dict[str, Any]) -> None:
+        if kind == "DELETED":
+            ref = object_ref(obj)
+            gone = self.tracked.pop(ref.uid or ref.name, None)
+            if gone is not None:
+                await self._publish(self.tracker.forget(gone.obj_ref, self.clock()))
+            return
+        await self.on_object(obj)
+
+    def subject_ref(self, obj: dict[str, Any]) -> Any:
+        """The object events are about (an Event source overrides: the involved object)."""
+        return object_ref(obj)
+
+    async def on_object(self, obj: dict[str, Any]) -> str:
+        ref = self.subject_ref(obj)
+        key = str(ref.uid or ref.name)
+        if not self.filter.allows(ref.namespace):
+            return key
+        projection = self.project(obj)
+        now = self.clock()
+        if projection is None:
+            gone = self.tracked.pop(key, None)
+            if gone is not None:
+                await self._publish(self.tracker.forget(gone.obj_ref, now))
+            return key
+        previous = self.tracked.get(key)
+        item = Tracked(ref, projection, previous.first_seen if previous else now)
+        self.tracked[key] = item
+        await self._publish(self.tracker.update(ref, self._judge(item, now), now))
+        await self.after_change(item)
+        return key
+
+    async def after_change(self, item: Tracked[P]) -> None:
+        """Hook for sources whose judgement depends on other objects (dependencies)."""
+
+    async def _publish(self, events: list[Any]) -> None:
+        assert self.emit is not None
+        for event in events:
+            await self.emit(event)
