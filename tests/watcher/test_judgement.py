@@ -1,0 +1,178 @@
+"""The sources' judgement, without I/O: objects in, findings out; the tracker's ids."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from medic.schemas import MessageClass, ProblemState, ReleaseProblem
+from medic.testing import objects
+from medic.testing.helm import corrupt_release_secret, release_secret
+from medic.upstream import etcd
+from medic.watcher.problems import ProblemTracker, object_ref
+from medic.watcher.sources import fleet, gardener_etcd, helm_storage, helmrelease, kube_events
+from medic.watcher.sources.conditions import classify
+from medic.watcher.sources.kubernetes import ObjectSource, Tracked
+
+NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+def source_of(module: Any, items: list[dict[str, Any]]) -> ObjectSource[Any]:
+    src: ObjectSource[Any] = ObjectSource(
+        name="t",
+        cluster="test",
+        kube=None,
+        rt=None,
+        project=module.project,
+        judge=None,  # type: ignore[arg-type]
+    )
+    for obj in items:
+        obj.setdefault("metadata", {}).setdefault("uid", obj["metadata"]["name"])
+        projection = module.project(obj)
+        if projection is not None:
+            src.tracked[obj["metadata"]["uid"]] = Tracked(object_ref(obj), projection, NOW)
+    return src
+
+
+def test_messages_are_classified() -> None:
+    assert classify("install failed: etcdserver: leader changed") == (
+        MessageClass.TRANSIENT_ETCD,
+        etcd.LEADER_CHANGED,
+    )
+    assert classify("dependency 'apps/redis' is not ready")[0] is MessageClass.DEPENDENCY_NOT_READY
+    assert classify("context deadline exceeded")[0] is MessageClass.TIMEOUT
+    assert classify("another operation (install/upgrade/rollback) is in progress")[0] is (
+        MessageClass.OPERATION_IN_PROGRESS
+    )
+    assert classify("chart not found")[0] is MessageClass.OTHER
+
+
+def test_helmrelease_failed_on_etcd_is_failed_and_stalled() -> None:
+    obj = objects.helmrelease("podinfo", status=objects.etcd_failed_status("podinfo", "apps"))
+    src = source_of(helmrelease, [obj])
+    item = next(iter(src.tracked.values()))
+    findings = helmrelease.judge(item, NOW, src, helmrelease.HelmReleaseSettings())
+    problems = {f.problem: f for f in findings}
+    assert set(problems) == {ReleaseProblem.FAILED, ReleaseProblem.STALLED}
+    assert problems[ReleaseProblem.FAILED].classification is MessageClass.TRANSIENT_ETCD
+    assert problems[ReleaseProblem.FAILED].etcd_error == etcd.LEADER_CHANGED
+
+
+def test_healthy_helmrelease_has_no_findings() -> None:
+    obj = objects.helmrelease("ok", status=objects.ready_status("ok", "apps"))
+    src = source_of(helmrelease, [obj])
+    item = next(iter(src.tracked.values()))
+    assert helmrelease.judge(item, NOW, src, helmrelease.HelmReleaseSettings()) == []
+
+
+def test_phantom_dependency_is_stale_only_when_every_dependency_is_ready() -> None:
+    redis = objects.helmrelease("redis", status=objects.ready_status("redis", "apps"))
+    app = objects.helmrelease(
+        "web", depends_on=["redis"], status=objects.stale_status("apps/redis")
+    )
+    src = source_of(helmrelease, [redis, app])
+    item = src.tracked["web"]
+    findings = helmrelease.judge(item, NOW, src, helmrelease.HelmReleaseSettings())
+    stale = [f for f in findings if f.problem is ReleaseProblem.STALE_STATUS]
+    assert stale
+    assert "dependency-ready" in stale[0].fingerprint
+    assert "old-message-format" in stale[0].fingerprint
+    redis["status"] = objects.etcd_failed_status("redis", "apps")
+    src = source_of(helmrelease, [redis, app])
+    findings = helmrelease.judge(src.tracked["web"], NOW, src, helmrelease.HelmReleaseSettings())
+    stale = [f for f in findings if f.problem is ReleaseProblem.STALE_STATUS]
+    assert "dependency-ready" not in stale[0].fingerprint
+
+
+def test_helmrelease_written_through_old_version_is_reported() -> None:
+    obj = objects.helmrelease("old", status=objects.ready_status("old", "apps"))
+    obj["metadata"]["managedFields"] = [
+        {
+            "manager": "helm-controller",
+            "apiVersion": "helm.toolkit.fluxcd.io/v2beta1",
+            "time": "2026-11-23T11:00:00Z",
+            "operation": "Update",
+        }
+    ]
+    src = source_of(helmrelease, [obj])
+    findings = helmrelease.judge(src.tracked["old"], NOW, src, helmrelease.HelmReleaseSettings())
+    assert [f.problem for f in findings] == [ReleaseProblem.OLD_API_VERSION]
+
+
+def test_pending_release_is_reported_only_after_the_threshold() -> None:
+    young = release_secret("young", status="pending-install", modified_ago=10)
+    settings = helm_storage.HelmStorageSettings(pending_after=60)
+    src = source_of(helm_storage, [young])
+    now = datetime.now(UTC)
+    assert helm_storage.judge(next(iter(src.tracked.values())), now, src, settings) == []
+    later = now + timedelta(seconds=120)
+    findings = helm_storage.judge(next(iter(src.tracked.values())), later, src, settings)
+    assert findings[0].problem is ReleaseProblem.PENDING
+    assert findings[0].evidence.fields["revision"] == 1
+    assert findings[0].evidence.fields["status"] == "pending-install"
+
+
+def test_pending_revision_superseded_by_a_newer_one_is_not_stuck() -> None:
+    old = release_secret("app", status="pending-upgrade", revision=1, modified_ago=900)
+    new = release_secret("app", status="deployed", revision=2)
+    src = source_of(helm_storage, [old, new])
+    settings = helm_storage.HelmStorageSettings(pending_after=60)
+    assert helm_storage.judge(src.tracked[old["metadata"]["name"]], NOW, src, settings) == []
+
+
+def test_corrupt_release_secret_is_a_decode_error_finding() -> None:
+    src = source_of(helm_storage, [corrupt_release_secret("bad")])
+    settings = helm_storage.HelmStorageSettings()
+    findings = helm_storage.judge(next(iter(src.tracked.values())), NOW, src, settings)
+    assert findings[0].problem is ReleaseProblem.DECODE_ERROR
+
+
+def test_gardener_operation_stuck_after_threshold_only_when_done() -> None:
+    obj = objects.gardener_etcd("etcd-main", "shoot--a")
+    obj["metadata"]["generation"] = 1
+    obj["metadata"]["managedFields"] = [{"time": "2026-11-23T11:00:00Z", "apiVersion": "x"}]
+    src = source_of(gardener_etcd, [obj])
+    settings = gardener_etcd.GardenerEtcdSettings(operation_after=300)
+    findings = gardener_etcd.judge(src.tracked["etcd-main"], NOW, src, settings)
+    assert [f.problem for f in findings] == [ReleaseProblem.OPERATION_STUCK]
+    obj["status"]["readyReplicas"] = 2
+    src = source_of(gardener_etcd, [obj])
+    assert gardener_etcd.judge(src.tracked["etcd-main"], NOW, src, settings) == []
+
+
+def test_fleet_bundle_error_is_reported() -> None:
+    view = fleet.project(objects.bundledeployment("bd", "fleet-ns", error='secrets "bd" not found'))
+    assert view.error
+
+
+def test_kube_event_with_etcd_error_is_attributed() -> None:
+    event = {
+        "message": "Helm install failed: etcdserver: request timed out",
+        "reason": "Failed",
+        "metadata": {"uid": "e1"},
+    }
+    view = kube_events.project(event)
+    assert view is not None
+    item = Tracked(None, view, NOW)
+    findings = kube_events.judge(item, NOW, None)
+    assert findings[0].problem is ReleaseProblem.TRANSIENT_ETCD_ERROR
+    assert kube_events.project({"message": "Pulled image", "metadata": {"uid": "e2"}}) is None
+
+
+def test_tracker_emits_once_per_state_and_a_resolved_event() -> None:
+    obj = objects.helmrelease("podinfo", status=objects.etcd_failed_status("podinfo", "apps"))
+    obj["metadata"]["uid"] = "u1"
+    src = source_of(helmrelease, [obj])
+    item = src.tracked["u1"]
+    settings = helmrelease.HelmReleaseSettings()
+    tracker = ProblemTracker("test", "helmrelease")
+    first = tracker.update(item.obj_ref, helmrelease.judge(item, NOW, src, settings), NOW)
+    again = tracker.update(item.obj_ref, helmrelease.judge(item, NOW, src, settings), NOW)
+    assert len(first) == 2
+    assert again == []
+    restarted = ProblemTracker("test", "helmrelease")
+    replay = restarted.update(item.obj_ref, helmrelease.judge(item, NOW, src, settings), NOW)
+    assert {e.id for e in replay} == {e.id for e in first}
+    cleared = tracker.update(item.obj_ref, [], NOW)
+    assert {e.data.state for e in cleared} == {ProblemState.RESOLVED}
+    assert {e.id for e in cleared}.isdisjoint({e.id for e in first})
