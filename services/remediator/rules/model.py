@@ -1,0 +1,126 @@
+"""The rule file format (`apiVersion: medic.dev/v1alpha1`, `kind: RemediationRule`).
+
+One YAML document per rule; a file may hold many. Durations are strings like `90s`, `5m`, `1h`
+or numbers of seconds. The JSON Schema (schemas/remediation-rule.json) is generated from
+`RULE_SCHEMA_MODEL` so editors validate rule files.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+API_VERSION = "medic.dev/v1alpha1"
+KIND = "RemediationRule"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: Any) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"{value!r} is not a duration (e.g. 30s, 5m, 1h)")
+    return float(match.group(1)) * _UNITS[match.group(2)]
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
+
+
+State = Literal["firing", "resolved"]
+
+
+class Match(Strict):
+    """All given conditions must hold; lists are any-of; strings in name lists are globs."""
+
+    types: list[str] = Field(default_factory=lambda: ["medic.release"])
+    subjects: list[str] = Field(default_factory=list, description="NATS subject globs (* and >).")
+    problems: list[str] = Field(default_factory=list)
+    states: list[State] = Field(default_factory=lambda: list[State](["firing"]))
+    clusters: list[str] = Field(default_factory=list)
+    kinds: list[str] = Field(default_factory=list)
+    namespaces: list[str] = Field(default_factory=list)
+    names: list[str] = Field(default_factory=list)
+    labels: dict[str, str] = Field(default_factory=dict)
+    reasons: list[str] = Field(default_factory=list)
+    classifications: list[str] = Field(default_factory=list)
+    message: str | None = Field(default=None, description="Regular expression (search).")
+    evidence: dict[str, str | int | float | bool] = Field(default_factory=dict)
+    etcd_conditions: list[str] = Field(default_factory=list, alias="etcdConditions")
+
+    @field_validator("message")
+    @classmethod
+    def _compiles(cls, value: str | None) -> str | None:
+        if value is not None:
+            re.compile(value)
+        return value
+
+
+class Preconditions(Strict):
+    etcd_stable_for: Duration | None = Field(default=None, alias="etcdStableFor")
+
+
+class CircuitBreaker(Strict):
+    failures: int = Field(default=5, ge=1)
+    window: Duration = 600.0
+    pause: Duration = 1800.0
+
+
+class Limits(Strict):
+    max_attempts: int = Field(default=3, ge=1, alias="maxAttempts")
+    backoff: Duration = 30.0
+    cooldown: Duration = 600.0
+    rate_per_minute: int = Field(default=60, ge=1, alias="ratePerMinute")
+    circuit_breaker: CircuitBreaker = Field(default_factory=CircuitBreaker, alias="circuitBreaker")
+
+
+class ActionSpec(Strict):
+    name: str = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class Verify(Strict):
+    timeout: Duration = 300.0
+    interval: Duration = 1.0
+
+
+class RuleSpec(Strict):
+    match: Match = Field(default_factory=Match)
+    when: str | None = Field(default=None, description="CEL expression over `event`.")
+    for_: Duration = Field(default=0.0, alias="for")
+    preconditions: Preconditions = Field(default_factory=Preconditions)
+    action: ActionSpec
+    limits: Limits = Field(default_factory=Limits)
+    dry_run: bool = Field(default=False, alias="dryRun")
+    verify: Verify = Field(default_factory=Verify)
+    notify: list[str] = Field(default_factory=list)
+    severity: Literal["info", "warning", "critical"] = "warning"
+    priority: int = 100
+
+
+class Metadata(Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,126}$")
+    description: str = ""
+    labels: dict[str, str] = Field(default_factory=dict)
+
+
+class Rule(Strict):
+    api_version: Literal["medic.dev/v1alpha1"] = Field(alias="apiVersion")
+    kind: Literal["RemediationRule"]
+    metadata: Metadata
+    spec: RuleSpec
+    enabled: bool = True
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+
+RULE_SCHEMA_MODEL = Rule
