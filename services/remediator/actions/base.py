@@ -1,0 +1,138 @@
+"""The contract of an action: plan (read, judge, decide the write) -> apply (one write with the
+judged resourceVersion) -> verify (the rule's success condition). Dry-run stops after `plan`.
+
+An action declares its name, its parameters model, the RBAC it needs and an example, and is
+registered in an `ActionRegistry` (third parties via the `medic.actions` entry-point group).
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from importlib.metadata import entry_points
+from typing import Any, Literal, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from medic.runtime.kube import KubeClient, PatchType, ResourceType
+from medic.schemas import Change, Event, ObjectRef
+
+
+class NoParams(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+@dataclass
+class ActionContext:
+    kube: KubeClient
+    cluster: str
+    actor: str
+    backups: Any = None  # medic.remediator.backup.BackupStore
+    clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+
+
+@dataclass
+class Plan:
+    """What an action decided after re-reading the object."""
+
+    verdict: Literal["act", "fixed", "skip", "refuse"]
+    reason: str = ""
+    rt: ResourceType | None = None
+    name: str = ""
+    namespace: str | None = None
+    patch: Any = None
+    patch_type: PatchType = "merge"
+    replace: dict[str, Any] | None = None
+    resource_version: str | None = None
+    changes: list[Change] = field(default_factory=list)
+    diagnosis: dict[str, Any] = field(default_factory=dict)
+    backup: dict[str, Any] | None = None
+    token: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Action(Protocol):
+    """Declarations are read-only properties, so plain class attributes satisfy them."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def params_model(self) -> type[BaseModel]: ...
+
+    @property
+    def rbac(self) -> Sequence[Mapping[str, Any]]: ...
+
+    @property
+    def example(self) -> Mapping[str, Any]: ...
+
+    async def plan(
+        self, ctx: ActionContext, target: ObjectRef, params: BaseModel, event: Event
+    ) -> Plan: ...
+
+    async def verify(self, ctx: ActionContext, plan: Plan) -> bool: ...
+
+
+def token() -> str:
+    """A reconcile request token as `flux reconcile` writes it (a timestamp, here + entropy)."""
+    return f"{datetime.now(UTC).strftime('%Y-%m-%dT%H:%M:%S.%fZ')}-{secrets.token_hex(3)}"
+
+
+KNOWN_PLURALS = {
+    "HelmRelease": "helmreleases",
+    "BundleDeployment": "bundledeployments",
+    "Etcd": "etcds",
+    "Secret": "secrets",
+    "ConfigMap": "configmaps",
+}
+
+
+def resource_type(ref: ObjectRef, plural: str | None = None) -> ResourceType:
+    plural = plural or KNOWN_PLURALS.get(ref.kind) or ref.kind.lower() + "s"
+    return ResourceType(ref.group, ref.version, plural, ref.kind, ref.namespace is not None)
+
+
+def annotation_changes(obj: dict[str, Any], wanted: dict[str, str | None]) -> list[Change]:
+    current = (obj.get("metadata") or {}).get("annotations") or {}
+    return [
+        Change(
+            path=f"/metadata/annotations/{key.replace('/', '~1')}",
+            before=current.get(key),
+            after=value,
+        )
+        for key, value in wanted.items()
+        if current.get(key) != value
+    ]
+
+
+def fixed(reason: str) -> Plan:
+    return Plan(verdict="fixed", reason=reason)
+
+
+class ActionRegistry:
+    def __init__(self) -> None:
+        self._actions: dict[str, Action] = {}
+
+    def register(self, action: Action) -> None:
+        if action.name in self._actions:
+            raise ValueError(f"action {action.name!r} is already registered")
+        self._actions[action.name] = action
+
+    def get(self, name: str) -> Action:
+        try:
+            return self._actions[name]
+        except KeyError:
+            known = ", ".join(sorted(self._actions))
+            raise KeyError(f"unknown action {name!r}; known: {known}") from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._actions
+
+    def __iter__(self) -> Iterator[Action]:
+        return iter(self._actions.values())
+
+    def load_entry_points(self, group: str = "medic.actions") -> None:
+        for entry in entry_points(group=group):
+            self.register(entry.load())

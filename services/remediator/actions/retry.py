@@ -1,0 +1,70 @@
+"""`retry`: what `flux reconcile helmrelease NAME --reset` does: requestedAt and resetAt set to
+one new token (fluxcd/pkg apis/meta ReconcileRequestStatus; helm-controller PR 823). Verified
+when helm-controller handled that token (`status.lastHandledReconcileAt`) and Ready is True.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+from medic.remediator.actions.base import (
+    ActionContext,
+    NoParams,
+    Plan,
+    annotation_changes,
+    fixed,
+    resource_type,
+    token,
+)
+from medic.runtime.kube import NotFoundError
+from medic.schemas import Event, ObjectRef
+from medic.upstream import flux
+
+
+def is_ready(obj: dict[str, Any]) -> bool:
+    for condition in (obj.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == flux.READY:
+            return bool(condition.get("status") == "True")
+    return False
+
+
+class RetryAction:
+    name = "retry"
+    params_model: type[BaseModel] = NoParams
+    rbac = ({"apiGroups": [flux.GROUP], "resources": [flux.PLURAL], "verbs": ["get", "patch"]},)
+    example: dict[str, Any] = {"action": {"name": "retry"}}
+    keys = (flux.REQUESTED_AT, flux.RESET_AT)
+
+    async def plan(
+        self, ctx: ActionContext, target: ObjectRef, params: BaseModel, event: Event
+    ) -> Plan:
+        rt = resource_type(target, flux.PLURAL)
+        try:
+            obj = await ctx.kube.get(rt, target.name, target.namespace)
+        except NotFoundError:
+            return fixed("object-deleted")
+        if is_ready(obj):
+            return fixed("already-ready")
+        value = token()
+        wanted: dict[str, str | None] = dict.fromkeys(self.keys, value)
+        return Plan(
+            verdict="act",
+            rt=rt,
+            name=target.name,
+            namespace=target.namespace,
+            patch={"metadata": {"annotations": wanted}},
+            resource_version=obj["metadata"]["resourceVersion"],
+            changes=annotation_changes(obj, wanted),
+            token=value,
+        )
+
+    async def verify(self, ctx: ActionContext, plan: Plan) -> bool:
+        assert plan.rt is not None
+        obj = await ctx.kube.get(plan.rt, plan.name, plan.namespace)
+        handled = (obj.get("status") or {}).get("lastHandledReconcileAt")
+        return bool(handled == plan.token and is_ready(obj))
+
+
+ACTION = RetryAction()
