@@ -1,0 +1,170 @@
+"""Carries out one decision: claim -> plan -> (dry-run | backup, apply) -> verify -> result.
+
+Safe by construction: the claim (KV create-if-absent) makes a redelivered event or a second
+replica a no-op; `plan` re-reads the object and acts only if the problem still holds; the write
+carries the judged resourceVersion, and a 409 means "someone changed it": re-plan (at most
+three times); every write and planned write is audited; verification polls the rule's success
+condition until its timeout. Every decision ends in exactly one published result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+
+from medic.remediator import audit
+from medic.remediator.actions.base import Action, ActionContext, ActionRegistry, Plan
+from medic.remediator.rules.engine import Decision
+from medic.runtime.bus import Bus
+from medic.runtime.errors import PermanentError
+from medic.runtime.kube import ConflictError, KubeError
+from medic.schemas import Event, ObjectRef, Outcome, ReleaseEvent
+
+log = structlog.get_logger(__name__)
+Publish = Callable[..., Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    outcome: Outcome
+    reason: str = ""
+    plan: Plan | None = None
+
+
+class Runner:
+    def __init__(
+        self,
+        bus: Bus,
+        actions: ActionRegistry,
+        context: ActionContext,
+        *,
+        dry_run: bool = False,
+    ) -> None:
+        self.bus = bus
+        self.actions = actions
+        self.context = context
+        self.dry_run = dry_run
+
+    def target_of(self, event: Event) -> ObjectRef | None:
+        if isinstance(event, ReleaseEvent):
+            return event.data.object
+        return getattr(event, "object", None)
+
+    async def execute(  # noqa: PLR0911 - one return per documented outcome
+        self, decision: Decision, event: Event, heartbeat: Callable[[], Awaitable[None]]
+    ) -> RunOutcome:
+        spec = decision.rule.rule.spec
+        try:
+            action = self.actions.get(spec.action.name)
+            params = action.params_model.model_validate(spec.action.params)
+        except (KeyError, ValidationError) as exc:
+            raise PermanentError(f"rule {decision.name}: {exc}", field="spec.action") from exc
+        target = self.target_of(event)
+        if target is None:
+            return RunOutcome(Outcome.SKIPPED, "event names no object")
+        dry_run = self.dry_run or spec.dry_run
+        for _ in range(3):
+            plan = await action.plan(self.context, target, params, event)
+            if plan.verdict == "fixed":
+                return RunOutcome(Outcome.SKIPPED, f"already-fixed: {plan.reason}", plan)
+            if plan.verdict == "skip":
+                return RunOutcome(Outcome.SKIPPED, plan.reason, plan)
+            if plan.verdict == "refuse":
+                return RunOutcome(Outcome.ESCALATED, plan.reason, plan)
+            if plan.rt is None:  # nothing to write (notify-only)
+                return RunOutcome(Outcome.NO_OP, plan.reason, plan)
+            if dry_run:
+                await self._audit(decision, event, target, plan, "dry-run")
+                return RunOutcome(Outcome.PLANNED, "dry-run", plan)
+            try:
+                after = await self._apply(decision, plan)
+            except ConflictError:
+                log.info("write_conflict_rejudging", rule=decision.name, event_id=event.id)
+                continue
+            await self._audit(decision, event, target, plan, "written", after=after)
+            verified = await self._verify(
+                action, plan, spec.verify.timeout, spec.verify.interval, heartbeat
+            )
+            return RunOutcome(
+                Outcome.SUCCEEDED if verified else Outcome.FAILED,
+                "" if verified else "not verified in time",
+                plan,
+            )
+        return RunOutcome(Outcome.FAILED, "kept conflicting with other writers", None)
+
+    async def _apply(self, decision: Decision, plan: Plan) -> Any:
+        kube = self.context.kube
+        assert plan.rt is not None
+        if plan.backup is not None and self.context.backups is not None:
+            plan.extra["backup_id"] = await self.context.backups.save(
+                plan.backup, plan.rt, decision.name
+            )
+        if plan.extra.get("delete"):
+            return await kube.delete(plan.rt, plan.name, plan.namespace, plan.resource_version)
+        if plan.replace is not None:
+            return await kube.replace(plan.rt, plan.replace)
+        return await kube.patch(
+            plan.rt,
+            plan.name,
+            plan.namespace,
+            plan.patch,
+            plan.patch_type,
+            resource_version=plan.resource_version,
+        )
+
+    async def _verify(
+        self,
+        action: Action,
+        plan: Plan,
+        timeout: float,
+        interval: float,
+        heartbeat: Callable[[], Awaitable[None]],
+    ) -> bool:
+        deadline = time.monotonic() + timeout
+        beat = time.monotonic()
+        while True:
+            try:
+                if await action.verify(self.context, plan):
+                    return True
+            except KubeError as exc:
+                log.warning("verify_read_failed", error=str(exc)[:200])
+            if time.monotonic() >= deadline:
+                return False
+            if time.monotonic() - beat > 10:
+                await heartbeat()
+                beat = time.monotonic()
+            await asyncio.sleep(max(0.05, min(interval, deadline - time.monotonic())))
+
+    async def _audit(  # noqa: PLR0917 - internal, called twice
+        self,
+        decision: Decision,
+        event: Event,
+        target: ObjectRef,
+        plan: Plan,
+        outcome: str,
+        after: Any = None,
+    ) -> None:
+        await audit.record(
+            self.bus,
+            cluster=event.cluster,
+            actor=self.context.actor,
+            rule=decision.name,
+            action=decision.rule.rule.spec.action.name,
+            event_id=event.id,
+            target=target,
+            plan=plan,
+            outcome=outcome,
+            after=after if isinstance(after, dict) else None,
+            backup_id=plan.extra.get("backup_id"),
+        )
+
+
+def now() -> datetime:
+    return datetime.now(UTC)

@@ -1,0 +1,296 @@
+"""The remediator service: events in, decisions (pure engine), actions, results out. Wiring.
+
+Results convention: every decision publishes one RemediationResult (id derived from the event,
+rule, outcome and attempt, so a redelivery re-publishes the same id and JetStream stores it
+once). `skipped` results with reason `resolved-within-grace` are never notified (the notifier
+drops them), so a problem that heals during its grace period produces no message. Waits
+(`for:`, preconditions, backoff) are JetStream redeliveries: the handler raises TransientError
+with the delay, the message is not acked, and no state is held in memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from datetime import datetime
+from typing import Any
+
+import structlog
+from nats.js.kv import KeyValue
+
+from medic.remediator.actions import default_registry
+from medic.remediator.actions.base import ActionContext, ActionRegistry
+from medic.remediator.backup import BackupStore
+from medic.remediator.rules.engine import Decision, Verdict, decide, matching, problem_key
+from medic.remediator.rules.index import RuleSet
+from medic.remediator.rules.loader import LoadResult, load_builtin, load_paths, load_text
+from medic.remediator.runner import Runner, now
+from medic.remediator.settings import RemediatorSettings
+from medic.remediator.state import StateStore
+from medic.runtime import subjects
+from medic.runtime.bus import Bus
+from medic.runtime.consumer import Consumer, ConsumerSpec, Delivery
+from medic.runtime.errors import TransientError
+from medic.runtime.kube import KubeClient
+from medic.runtime.lifecycle import ServiceContext
+from medic.schemas import (
+    EtcdCondition,
+    EtcdEvent,
+    Message,
+    Outcome,
+    ProblemState,
+    ReleaseEvent,
+    RemediationResult,
+    ResultData,
+    stable_id,
+)
+
+log = structlog.get_logger(__name__)
+
+
+class RuleBook:
+    """The rules in force: files + built-ins at start, KV entries hot-reloaded; a bad rule is
+    reported (file:line field) and the rules already loaded stay in force."""
+
+    def __init__(self, base: LoadResult) -> None:
+        self.base = base
+        self.pushed: dict[str, LoadResult] = {}
+        self.ruleset = RuleSet.build(base.rules)
+        for error in base.errors:
+            log.error("rule_rejected", error=str(error))
+
+    def push(self, key: str, text: str) -> LoadResult:
+        loaded = load_text(text, f"kv:{key}")
+        for error in loaded.errors:
+            log.error("rule_rejected", error=str(error))
+        if loaded.errors:
+            return loaded
+        self.pushed[key] = loaded
+        self._rebuild()
+        return loaded
+
+    def drop(self, key: str) -> None:
+        self.pushed.pop(key, None)
+        self._rebuild()
+
+    def _rebuild(self) -> None:
+        rules = {r.name: r for r in self.base.rules}
+        for loaded in self.pushed.values():
+            rules.update({r.name: r for r in loaded.rules})
+        self.ruleset = RuleSet.build(rules.values())
+        log.info("rules_loaded", rules=len(self.ruleset.rules))
+
+
+class RemediatorService:
+    name = "remediator"
+
+    def __init__(  # noqa: PLR0917 - the collaborators, wired once by create()
+        self,
+        bus: Bus,
+        settings: RemediatorSettings,
+        rules: RuleBook,
+        state: StateStore,
+        runner: Runner,
+        rules_kv: KeyValue | None = None,
+        kube: KubeClient | None = None,
+    ) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.rules = rules
+        self.state = state
+        self.runner = runner
+        self.rules_kv = rules_kv
+        self.kube = kube
+
+    def consumer(self) -> Consumer:
+        spec = ConsumerSpec(
+            stream=subjects.EVENTS,
+            durable=self.settings.durable,
+            filter_subjects=tuple(self.settings.filter_subjects),
+            max_deliver=self.settings.max_deliver,
+            ack_wait=60.0,
+            nak_delays=(1.0, 2.0, 5.0, 10.0, 30.0),
+            concurrency=self.settings.concurrency,
+            handler_timeout=1800.0,
+        )
+        return Consumer(self.bus, spec, self.handle)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        try:
+            async with asyncio.TaskGroup() as tg:
+                tg.create_task(self.consumer().run(stop))
+                if self.rules_kv is not None:
+                    tg.create_task(self.watch_rules(stop))
+        finally:
+            if self.kube is not None:
+                await self.kube.close()
+
+    async def watch_rules(self, stop: asyncio.Event) -> None:
+        assert self.rules_kv is not None
+        watcher = await self.rules_kv.watchall()
+        try:
+            while not stop.is_set():
+                try:
+                    entry = await watcher.updates(timeout=1.0)  # type: ignore[no-untyped-call]
+                except TimeoutError:
+                    continue
+                if entry is None:
+                    continue
+                if entry.operation in {"DEL", "PURGE"} or not entry.value:
+                    self.rules.drop(entry.key)
+                else:
+                    self.rules.push(entry.key, entry.value.decode())
+        finally:
+            await watcher.stop()  # type: ignore[no-untyped-call]
+
+    async def handle(self, message: Message, delivery: Delivery) -> None:
+        if not isinstance(message, ReleaseEvent | EtcdEvent) and not message.type.startswith(
+            "custom."
+        ):
+            return
+        event: Any = message
+        key = problem_key(event)
+        await self._observe(event, key)
+        candidates = matching(event, delivery.subject, self.rules.ruleset)
+        if not candidates:
+            return
+        snapshot = await self.state.snapshot(event.cluster, key, candidates)
+        waits: list[float] = []
+        for decision in decide(event, delivery.subject, self.rules.ruleset, snapshot, now()):
+            bound = log.bind(event_id=event.id, rule=decision.name, subject=event.subject)
+            if decision.verdict is Verdict.WAIT:
+                bound.info("decision_wait", reason=decision.reason, delay=round(decision.delay, 2))
+                waits.append(decision.delay)
+                continue
+            outcome = await self._carry_out(decision, event, key, delivery, bound)
+            if outcome is Outcome.FAILED:
+                # Come back after the backoff: the engine decides the next attempt or escalates.
+                waits.append(
+                    decision.rule.rule.spec.limits.backoff * 2 ** max(0, decision.attempt - 1)
+                )
+        if waits:
+            raise TransientError("waiting", delay=max(0.2, min(*waits, 30.0)))
+
+    async def _observe(self, event: Any, key: str) -> None:
+        if isinstance(event, EtcdEvent):
+            await self.state.record_etcd(
+                event.cluster, event.data.condition, event.data.stable_since, event.time
+            )
+        elif isinstance(event, ReleaseEvent):
+            firing = event.data.state is ProblemState.FIRING
+            await self.state.record_problem(key, firing, event.time)
+
+    async def _carry_out(
+        self, decision: Decision, event: Any, key: str, delivery: Delivery, bound: Any
+    ) -> None:
+        claim = await self.state.claim(
+            event.id, decision.name, self.settings.actor, self.settings.lease_seconds
+        )
+        if claim == "done":
+            bound.info("decision_already_done")
+            return None
+        if claim == "busy":
+            raise TransientError("another replica holds this decision", delay=2.0)
+        started = now()
+        clock = time.perf_counter()
+        if decision.verdict is Verdict.ACT:
+            result = await self.runner.execute(decision, event, delivery.in_progress)
+            outcome, reason, plan = result.outcome, result.reason, result.plan
+        elif decision.verdict is Verdict.ESCALATE:
+            outcome, reason, plan = Outcome.ESCALATED, decision.reason, None
+        else:
+            outcome, reason, plan = Outcome.SKIPPED, decision.reason, None
+        if outcome in {Outcome.SUCCEEDED, Outcome.FAILED}:
+            await self.state.record_attempt(decision.name, key, outcome.value, started)
+            if await self.state.record_rule_run(decision.rule, outcome is Outcome.FAILED, started):
+                bound.warning("circuit_breaker_opened")
+        if outcome is Outcome.ESCALATED:
+            await self.state.record_escalation(decision.name, key)
+        await self._publish(decision, event, key, outcome, reason, plan, started, clock)
+        await self.state.finish(event.id, step, outcome.value)
+        bound.info("decision_done", outcome=outcome.value, reason=reason, attempt=decision.attempt)
+        return outcome
+        if (
+            outcome is Outcome.FAILED
+            and decision.attempt < decision.rule.rule.spec.limits.max_attempts
+        ):
+            pass  # the next event or redelivery after backoff decides the next attempt
+
+    async def _publish(  # noqa: PLR0917 - internal, one call site
+        self,
+        decision: Decision,
+        event: Any,
+        key: str,
+        outcome: Outcome,
+        reason: str,
+        plan: Any,
+        started: datetime,
+        clock: float,
+    ) -> None:
+        spec = decision.rule.rule.spec
+        target = self.runner.target_of(event)
+        evidence = (
+            event.data.evidence.model_dump(mode="json") if isinstance(event, ReleaseEvent) else {}
+        )
+        result = RemediationResult(
+            id=stable_id(event.id, decision.name, outcome.value, decision.attempt),
+            source=f"medic/remediator/{event.cluster}",
+            cluster=event.cluster,
+            subject=event.subject,
+            data=ResultData(
+                event_id=event.id,
+                problem_key=key,
+                rule=decision.name,
+                action=spec.action.name,
+                outcome=outcome,
+                reason=reason,
+                object=target,
+                attempt=decision.attempt,
+                max_attempts=spec.limits.max_attempts,
+                dry_run=self.settings.dry_run or spec.dry_run,
+                severity=spec.severity,
+                changes=plan.changes if plan is not None else [],
+                diagnosis=plan.diagnosis if plan is not None else {},
+                evidence=evidence,
+                notify=spec.notify,
+                started_at=started,
+                duration_ms=(time.perf_counter() - clock) * 1000,
+            ),
+        )
+        await self.bus.publish(result)
+
+
+def load_rules(settings: RemediatorSettings) -> LoadResult:
+    result = load_builtin() if settings.builtin_rules else LoadResult()
+    extra = load_paths(settings.rules)
+    result.rules.extend(extra.rules)
+    result.errors.extend(extra.errors)
+    return result
+
+
+async def create(
+    bus: Bus,
+    kube: KubeClient,
+    settings: RemediatorSettings,
+    cluster: str,
+    registry: ActionRegistry | None = None,
+) -> RemediatorService:
+    state = StateStore(await bus.kv(settings.state_bucket, history=1))
+    backups = BackupStore(await bus.kv(settings.backups_bucket, history=1))
+    rules_kv = await bus.kv(settings.rules_bucket, history=5)
+    context = ActionContext(kube=kube, cluster=cluster, actor=settings.actor, backups=backups)
+    runner = Runner(bus, registry or default_registry(), context, dry_run=settings.dry_run)
+    return RemediatorService(
+        bus, settings, RuleBook(load_rules(settings)), state, runner, rules_kv, kube
+    )
+
+
+async def build(ctx: ServiceContext) -> RemediatorService:
+    settings = RemediatorSettings.load()
+    assert isinstance(settings, RemediatorSettings)
+    kube = await KubeClient.connect(ctx.settings.kube)
+    ctx.health.add_check("kubernetes", kube.reachable)
+    return await create(ctx.bus, kube, settings, ctx.settings.cluster)
+
+
+__all__ = ["EtcdCondition", "RemediatorService", "RuleBook", "build", "create"]

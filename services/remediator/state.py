@@ -1,0 +1,206 @@
+"""Per-object remediation state in NATS KV, so replicas and restarts agree on what was done.
+
+Keys (KV keys allow `[-/_=.a-zA-Z0-9]`, so object keys are hashed):
+    claim.<id>            an (event, rule) decision claimed by one replica: create-if-absent
+    object.<id>           attempts / last attempt / outcome per (rule, problem)
+    problem.<id>          firing since / resolved at per problem
+    rule.<name>           recent actions and failures (rate limit, circuit breaker)
+    etcd.<cluster>        the latest etcd health per cluster
+Writes use optimistic concurrency (`update(..., last=revision)`), retried on conflict.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.kv import KeyValue
+
+from medic.remediator.rules.engine import (
+    EtcdState,
+    ObjectState,
+    ProblemState,
+    RuleState,
+    Snapshot,
+)
+from medic.remediator.rules.index import CompiledRule
+from medic.schemas import EtcdCondition, stable_id
+
+
+def _dump(value: Any) -> bytes:
+    return json.dumps(
+        value, default=lambda v: v.isoformat() if isinstance(v, datetime) else str(v)
+    ).encode()
+
+
+def _time(value: Any) -> datetime | None:
+    return datetime.fromisoformat(value) if isinstance(value, str) and value else None
+
+
+class StateStore:
+    def __init__(self, kv: KeyValue) -> None:
+        self.kv = kv
+
+    async def _read(self, key: str) -> tuple[dict[str, Any], int | None]:
+        try:
+            entry = await self.kv.get(key)
+        except KeyNotFoundError:
+            return {}, None
+        if entry.value is None or not entry.value:
+            return {}, entry.revision
+        return json.loads(entry.value), entry.revision
+
+    async def _change(self, key: str, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+        for _ in range(20):
+            current, revision = await self._read(key)
+            value = _dump(change(current))
+            try:
+                if revision is None:
+                    await self.kv.create(key, value)
+                else:
+                    await self.kv.update(key, value, last=revision)
+            except KeyWrongLastSequenceError:
+                continue
+            return
+        raise RuntimeError(f"state key {key} kept changing under us")
+
+    # -- claims: one replica per (event, rule) ---------------------------------------------
+    async def claim(self, event_id: str, rule: str, owner: str, lease: float) -> str:
+        """`claimed`, `done` (someone finished it) or `busy` (someone holds a fresh lease)."""
+        key = f"claim.{stable_id(event_id, rule)}"
+        now = datetime.now(UTC)
+        record = {"owner": owner, "at": now.isoformat(), "done": False}
+        current, revision = await self._read(key)
+        try:
+            if revision is None:
+                await self.kv.create(key, _dump(record))
+                return "claimed"
+            if current.get("done"):
+                return "done"
+            held = _time(current.get("at"))
+            if (
+                held is not None
+                and now - held < timedelta(seconds=lease)
+                and current.get("owner") != owner
+            ):
+                return "busy"
+            await self.kv.update(key, _dump(record), last=revision)
+        except KeyWrongLastSequenceError:
+            return "busy"
+        return "claimed"
+
+    async def finish(self, event_id: str, rule: str, outcome: str) -> None:
+        key = f"claim.{stable_id(event_id, rule)}"
+        await self._change(key, lambda c: {**c, "done": True, "outcome": outcome})
+
+    async def release(self, event_id: str, rule: str) -> None:
+        await self.kv.delete(f"claim.{stable_id(event_id, rule)}")
+
+    # -- what the engine reads ------------------------------------------------------------
+    async def snapshot(self, cluster: str, problem: str, rules: list[CompiledRule]) -> Snapshot:
+        objects: dict[tuple[str, str], ObjectState] = {}
+        rule_states: dict[str, RuleState] = {}
+        for compiled in rules:
+            name = compiled.rule.name
+            raw, _ = await self._read(f"object.{stable_id(name, problem)}")
+            objects[(name, problem)] = ObjectState(
+                attempts=int(raw.get("attempts", 0)),
+                last_attempt=_time(raw.get("last_attempt")),
+                last_outcome=str(raw.get("last_outcome", "")),
+                escalated=bool(raw.get("escalated", False)),
+            )
+            rraw, _ = await self._read(f"rule.{stable_id(name)}")
+            rule_states[name] = RuleState(
+                actions=tuple(t for t in map(_time, rraw.get("actions", [])) if t),
+                failures=tuple(t for t in map(_time, rraw.get("failures", [])) if t),
+                paused_until=_time(rraw.get("paused_until")),
+            )
+        praw, _ = await self._read(f"problem.{stable_id(problem)}")
+        problems = {
+            problem: ProblemState(_time(praw.get("firing_since")), _time(praw.get("resolved_at")))
+        }
+        etcd: dict[str, EtcdState] = {}
+        eraw, _ = await self._read(f"etcd.{stable_id(cluster)}")
+        if eraw:
+            etcd[cluster] = EtcdState(
+                EtcdCondition(eraw["condition"]),
+                _time(eraw.get("stable_since")),
+                _time(eraw["at"]) or datetime.now(UTC),
+            )
+        return Snapshot(objects=objects, problems=problems, rules=rule_states, etcd=etcd)
+
+    # -- what the service records ---------------------------------------------------------
+    async def record_problem(self, problem: str, firing: bool, at: datetime) -> None:
+        def change(current: dict[str, Any]) -> dict[str, Any]:
+            since = _time(current.get("firing_since"))
+            resolved = _time(current.get("resolved_at"))
+            if firing:
+                if since is None or (resolved is not None and at > resolved):
+                    return {"firing_since": at, "resolved_at": None}
+                return current
+            return {**current, "resolved_at": at}
+
+        await self._change(f"problem.{stable_id(problem)}", change)
+
+    async def record_etcd(
+        self, cluster: str, condition: EtcdCondition, stable_since: datetime | None, at: datetime
+    ) -> None:
+        def change(current: dict[str, Any]) -> dict[str, Any]:
+            previous = _time(current.get("at"))
+            if previous is not None and previous > at:
+                return current  # an older observation arrived late
+            return {"condition": condition.value, "stable_since": stable_since, "at": at}
+
+        await self._change(f"etcd.{stable_id(cluster)}", change)
+
+    async def record_attempt(self, rule: str, problem: str, outcome: str, at: datetime) -> None:
+        def change(current: dict[str, Any]) -> dict[str, Any]:
+            attempts = int(current.get("attempts", 0))
+            if outcome == "succeeded":
+                return {"attempts": attempts + 1, "last_attempt": at, "last_outcome": outcome}
+            return {
+                **current,
+                "attempts": attempts + 1,
+                "last_attempt": at,
+                "last_outcome": outcome,
+            }
+
+        await self._change(f"object.{stable_id(rule, problem)}", change)
+
+    async def record_escalation(self, rule: str, problem: str) -> None:
+        await self._change(f"object.{stable_id(rule, problem)}", lambda c: {**c, "escalated": True})
+
+    async def record_rule_run(self, compiled: CompiledRule, failed: bool, at: datetime) -> bool:
+        """Track actions and failures; returns True when the circuit breaker just opened."""
+        breaker = compiled.rule.spec.limits.circuit_breaker
+        opened = False
+
+        def change(current: dict[str, Any]) -> dict[str, Any]:
+            nonlocal opened
+            window = at - timedelta(seconds=max(60.0, breaker.window))
+            actions = [
+                t
+                for t in current.get("actions", [])
+                if (_time(t) or at) > at - timedelta(seconds=60)
+            ]
+            failures = [t for t in current.get("failures", []) if (_time(t) or at) > window]
+            actions.append(at.isoformat())
+            paused = current.get("paused_until")
+            if failed:
+                failures.append(at.isoformat())
+                if len(failures) >= breaker.failures:
+                    paused = (at + timedelta(seconds=breaker.pause)).isoformat()
+                    opened = True
+                    failures = []
+            return {"actions": actions[-1000:], "failures": failures, "paused_until": paused}
+
+        await self._change(f"rule.{stable_id(compiled.rule.name)}", change)
+        return opened
+
+
+def state_dict(state: ObjectState) -> dict[str, Any]:
+    return asdict(state)
