@@ -182,9 +182,10 @@ class RemediatorService:
 
     async def _carry_out(
         self, decision: Decision, event: Any, key: str, delivery: Delivery, bound: Any
-    ) -> None:
+    ) -> Outcome | None:
+        step = f"{decision.name}:{decision.verdict.value}:{decision.attempt}"
         claim = await self.state.claim(
-            event.id, decision.name, self.settings.actor, self.settings.lease_seconds
+            event.id, step, self.settings.actor, self.settings.lease_seconds
         )
         if claim == "done":
             bound.info("decision_already_done")
@@ -210,11 +211,6 @@ class RemediatorService:
         await self.state.finish(event.id, step, outcome.value)
         bound.info("decision_done", outcome=outcome.value, reason=reason, attempt=decision.attempt)
         return outcome
-        if (
-            outcome is Outcome.FAILED
-            and decision.attempt < decision.rule.rule.spec.limits.max_attempts
-        ):
-            pass  # the next event or redelivery after backoff decides the next attempt
 
     async def _publish(  # noqa: PLR0917 - internal, one call site
         self,
