@@ -182,6 +182,23 @@ def export_extra() -> dict[str, type]:
     return extra
 
 
+def _mount() -> None:
+    """Sub-commands owned by the services (their logic stays in their packages)."""
+    from medic.remediator.command import backup_app, rules_app
+
+    app.add_typer(rules_app, name="rules")
+    app.add_typer(backup_app, name="backup")
+    for optional in ("medic.sandbox.command", "medic.demo.command"):
+        try:
+            module = importlib.import_module(optional)
+        except ModuleNotFoundError:
+            continue
+        app.add_typer(module.app)
+
+
+_mount()
+
+
 def main() -> None:
     app()
 
