@@ -1,0 +1,136 @@
+"""The remediator service on a real nats-server: once per problem, replicas, hot reload.
+
+Rules here use the `notify-only` action, which writes nothing, so no Kubernetes API is needed;
+the actions against the API are tested with the sandbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+from nats.js import api
+
+from medic.remediator.service import RemediatorService, create
+from medic.remediator.settings import RemediatorSettings
+from medic.runtime import subjects
+from medic.runtime.bus import Bus
+from medic.runtime.consumer import Delivery
+from medic.schemas import Outcome, RemediationResult, decode_message
+from medic.testing.factories import release_event
+from medic.testing.waiting import eventually
+
+RULE = """
+apiVersion: medic.dev/v1alpha1
+kind: RemediationRule
+metadata: {{name: {name}}}
+spec:
+  match: {{problems: [failed], names: ["{pattern}"]}}
+  action: {{name: notify-only}}
+  notify: [ops]
+"""
+
+
+def settings(**overrides: object) -> RemediatorSettings:
+    return RemediatorSettings(builtin_rules=False, actor="test", **overrides)  # type: ignore[arg-type]
+
+
+async def results(bus: Bus) -> list[RemediationResult]:
+    sub = await bus.js.pull_subscribe(
+        "medic.results.>", stream=subjects.RESULTS.name, config=api.ConsumerConfig()
+    )
+    found: list[RemediationResult] = []
+    with contextlib.suppress(Exception):
+        while True:
+            batch = await sub.fetch(500, timeout=0.3)
+            for msg in batch:
+                message = decode_message(msg.data)
+                assert isinstance(message, RemediationResult)
+                found.append(message)
+    await sub.unsubscribe()
+    return found
+
+
+@contextlib.asynccontextmanager
+async def running(service: RemediatorService) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(service.run(stop))
+    try:
+        yield
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 15)
+
+
+async def push(bus: Bus, key: str, text: str) -> None:
+    kv = await bus.kv("medic-rules", history=5)
+    await kv.put(key, text.encode())
+
+
+async def test_redelivered_event_is_not_applied_twice(bus: Bus) -> None:
+    await push(bus, "rules.ops", RULE.format(name="ops", pattern="*"))
+    service = await create(bus, None, settings(), "test")  # type: ignore[arg-type]
+    async with running(service):
+        await eventually(lambda: asyncio.sleep(0, result=bool(service.rules.ruleset.rules)))
+    event = release_event("web")
+    delivery = Delivery(
+        subject="medic.events.test.release.failed",
+        stream_sequence=1,
+        num_delivered=1,
+        is_last_attempt=False,
+    )
+    await service.handle(event, delivery)
+    await service.handle(event, delivery)
+    found = await results(bus)
+    assert len(found) == 1
+    assert found[0].data.outcome is Outcome.NO_OP
+    assert found[0].data.notify == ["ops"]
+
+
+async def test_two_replicas_act_once_per_problem(bus: Bus) -> None:
+    await push(bus, "rules.ops", RULE.format(name="ops", pattern="*"))
+    first = await create(bus, None, settings(), "test")  # type: ignore[arg-type]
+    second = await create(bus, None, settings(), "test")  # type: ignore[arg-type]
+    events = [release_event(f"app{i}") for i in range(120)]
+    async with running(first), running(second):
+        await bus.publish_many(events)
+        found = await eventually(lambda: _at_least(bus, 120), timeout=30)
+    assert sorted(r.data.event_id for r in found) == sorted(e.id for e in events)
+
+
+async def _at_least(bus: Bus, count: int) -> list[RemediationResult]:
+    found = await results(bus)
+    return found if len(found) >= count else []
+
+
+async def test_rule_pushed_to_kv_is_picked_up_and_a_bad_one_is_rejected(bus: Bus) -> None:
+    service = await create(bus, None, settings(), "test")  # type: ignore[arg-type]
+    async with running(service):
+        await push(bus, "rules.first", RULE.format(name="first", pattern="web*"))
+        await eventually(
+            lambda: asyncio.sleep(0, result=service.rules.ruleset.names() == ["first"])
+        )
+        await push(
+            bus,
+            "rules.broken",
+            "apiVersion: medic.dev/v1alpha1\nkind: RemediationRule\n"
+            "metadata: {name: broken}\nspec:\n  action: {name: retry}\n"
+            "  limits: {maxAttempts: 0}\n",
+        )
+        await push(bus, "rules.second", RULE.format(name="second", pattern="api*"))
+        await eventually(
+            lambda: asyncio.sleep(0, result=service.rules.ruleset.names() == ["first", "second"])
+        )
+        await bus.publish(release_event("web-1"))
+        found = await eventually(lambda: results(bus))
+    assert [r.data.rule for r in found] == ["first"]
+
+
+async def test_dry_run_plans_and_does_not_act(bus: Bus) -> None:
+    await push(bus, "rules.ops", RULE.format(name="ops", pattern="*"))
+    service = await create(bus, None, settings(dry_run=True), "test")  # type: ignore[arg-type]
+    async with running(service):
+        await bus.publish(release_event("dry"))
+        found = await eventually(lambda: results(bus))
+    assert found[0].data.dry_run is True
