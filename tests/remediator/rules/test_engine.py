@@ -178,3 +178,14 @@ def test_never_acts_beyond_the_attempt_limit(attempts: int, limit: int, elapsed:
     else:
         assert decision.verdict is Verdict.ACT
         assert decision.attempt == attempts + 1
+
+
+def test_rule_json_schema_is_committed_and_current() -> None:
+    from pathlib import Path
+
+    from medic.remediator.rules.model import RULE_SCHEMA_MODEL
+    from medic.schemas.export import HERE, schema_documents
+
+    documents = schema_documents({"remediation-rule": RULE_SCHEMA_MODEL})
+    committed = (Path(HERE) / "remediation-rule.json").read_text()
+    assert committed == documents["remediation-rule.json"], "run `medic schemas` and commit"
