@@ -23,37 +23,34 @@ PROBLEMS = [p.value for p in ReleaseProblem]
 CLASSES = ["transient_etcd", "timeout", "other"]
 
 
-def rule_document(i: int) -> dict[str, Any]:
-    """Rule i: problem, kind, cluster, namespace taken in turn (mixed radix), so N rules cover
-    distinct combinations and an event matches one or two rules whatever N is; every tenth rule
-    takes any cluster and every seventh any namespace."""
-    match: dict[str, Any] = {
-        "types": ["medic.release"],
-        "problems": [PROBLEMS[i % len(PROBLEMS)]],
-        "kinds": [KINDS[(i // len(PROBLEMS)) % len(KINDS)]],
-    }
-    combos = len(PROBLEMS) * len(KINDS)
-    if i % 10:
-        match["clusters"] = [f"c{(i // combos) % 4}"]
-    if i % 7:
-        match["namespaces"] = [f"ns-{(i // (combos * 4)) % 50}"]
-    if i % 3 == 0:
-        match["classifications"] = [CLASSES[(i // 3) % len(CLASSES)]]
+def rule_document(i: int, prefix: str = "bench", action: str = "retry") -> dict[str, Any]:
+    """Rule 0 matches every benchmark event (HelmRelease, any problem it has, any cluster and
+    namespace); rules 1..N-1 are decoys spread over the 50 kinds, nine problems and four
+    clusters, in namespaces no event is in (`team-*`), so each event gets exactly one decision
+    whatever N is, while the index still has to sort the decoys out (those filed under the
+    events' (problem, kind) buckets reach the full match)."""
+    match: dict[str, Any] = {"types": ["medic.release"], "kinds": ["HelmRelease"]}
+    if i:
+        match = {
+            "types": ["medic.release"],
+            "problems": [PROBLEMS[i % len(PROBLEMS)]],
+            "kinds": [KINDS[(i // len(PROBLEMS)) % len(KINDS)]],
+            "namespaces": [f"team-{i % 97}"],
+        }
+        if i % 10:
+            match["clusters"] = [f"c{i % 4}"]
+        if i % 3 == 0:
+            match["classifications"] = [CLASSES[(i // 3) % len(CLASSES)]]
     return {
         "apiVersion": "medic.dev/v1alpha1",
         "kind": "RemediationRule",
-        "metadata": {"name": f"bench-rule-{i}"},
-        "spec": {
-            "match": match,
-            "action": {"name": "retry"},
-            "dryRun": True,
-            "priority": i % 200,
-        },
+        "metadata": {"name": f"{prefix}-rule-{i}"},
+        "spec": {"match": match, "action": {"name": action}, "dryRun": True, "priority": i % 200},
     }
 
 
-def rules(count: int) -> list[Rule]:
-    return [Rule.model_validate(rule_document(i)) for i in range(count)]
+def rules(count: int, prefix: str = "bench", action: str = "retry") -> list[Rule]:
+    return [Rule.model_validate(rule_document(i, prefix, action)) for i in range(count)]
 
 
 def ruleset(count: int) -> RuleSet:
