@@ -17,7 +17,13 @@ from typing import Any
 import structlog
 
 from medic.runtime.backoff import Backoff
-from medic.runtime.kube import GoneError, KubeClient, KubeError, ResourceType
+from medic.runtime.kube import (
+    GoneError,
+    KubeClient,
+    KubeError,
+    ResourceType,
+    TooManyRequestsError,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -75,6 +81,8 @@ class Informer:
             except KubeError as exc:
                 failures += 1
                 delay = self.backoff.delay(failures)
+                if isinstance(exc, TooManyRequestsError):
+                    delay = max(delay, exc.retry_after)
                 self.log.warning("watch_failed", error=str(exc)[:200], retry_in=round(delay, 2))
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), delay)

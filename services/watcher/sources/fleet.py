@@ -22,11 +22,12 @@ from medic.watcher.informer import Informer
 from medic.watcher.problems import Finding
 from medic.watcher.sources.base import Emit, Source, SourceContext, SourcePlugin
 from medic.watcher.sources.conditions import classify, conditions_of
-from medic.watcher.sources.kubernetes import ObjectFilter, ObjectSource, Tracked
+from medic.watcher.sources.kubernetes import ObjectFilter, ObjectSource, Tracked, WatchOptions
 
 
 class FleetSettings(BaseModel):
     filter: ObjectFilter = Field(default_factory=ObjectFilter)
+    watch: WatchOptions = Field(default_factory=WatchOptions)
     tick: float = Field(default=5.0, gt=0)
 
 
@@ -118,6 +119,7 @@ def create(settings: BaseModel, context: SourceContext) -> Source:
         judge=lambda item, now, _src: source.judge_bundle(item, now),
         filter=settings.filter,
         tick=settings.tick,
+        watch=settings.watch,
     )
     source.secrets = set()
     source.missing_since = {}

@@ -20,12 +20,13 @@ from medic.upstream import gardener
 from medic.watcher.problems import Finding
 from medic.watcher.sources.base import Source, SourceContext, SourcePlugin
 from medic.watcher.sources.conditions import last_write
-from medic.watcher.sources.kubernetes import ObjectFilter, ObjectSource, Tracked
+from medic.watcher.sources.kubernetes import ObjectFilter, ObjectSource, Tracked, WatchOptions
 
 
 class GardenerEtcdSettings(BaseModel):
     operation_after: float = Field(default=300.0, ge=0, description="Seconds = stuck.")
     filter: ObjectFilter = Field(default_factory=ObjectFilter)
+    watch: WatchOptions = Field(default_factory=WatchOptions)
     tick: float = Field(default=5.0, gt=0)
 
 
@@ -96,6 +97,7 @@ def create(settings: BaseModel, context: SourceContext) -> Source:
         judge=lambda item, now, src: judge(item, now, src, settings),
         filter=settings.filter,
         tick=settings.tick,
+        watch=settings.watch,
     )
 
 

@@ -20,12 +20,13 @@ from medic.upstream import helm
 from medic.watcher.problems import Finding
 from medic.watcher.sources.base import Source, SourceContext, SourcePlugin
 from medic.watcher.sources.conditions import parse_time
-from medic.watcher.sources.kubernetes import ObjectFilter, ObjectSource, Tracked
+from medic.watcher.sources.kubernetes import ObjectFilter, ObjectSource, Tracked, WatchOptions
 
 
 class HelmStorageSettings(BaseModel):
     pending_after: float = Field(default=300.0, ge=0, description="Seconds pending = stuck.")
     filter: ObjectFilter = Field(default_factory=ObjectFilter)
+    watch: WatchOptions = Field(default_factory=WatchOptions)
     tick: float = Field(default=5.0, gt=0)
 
 
@@ -124,6 +125,7 @@ def create(settings: BaseModel, context: SourceContext) -> Source:
         filter=settings.filter,
         field_selector=f"type={helm.SECRET_TYPE}",
         tick=settings.tick,
+        watch=settings.watch,
     )
 
 

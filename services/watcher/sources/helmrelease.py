@@ -21,7 +21,7 @@ from medic.upstream import flux
 from medic.watcher.problems import Finding
 from medic.watcher.sources.base import Emit, Source, SourceContext, SourcePlugin
 from medic.watcher.sources.conditions import classify, conditions_of, last_write
-from medic.watcher.sources.kubernetes import ObjectFilter, ObjectSource, Tracked
+from medic.watcher.sources.kubernetes import ObjectFilter, ObjectSource, Tracked, WatchOptions
 
 
 class HelmReleaseSettings(BaseModel):
@@ -29,6 +29,7 @@ class HelmReleaseSettings(BaseModel):
     target_version: str = flux.STORAGE_VERSION
     stale_after: float = Field(default=600.0, ge=0, description="observedGeneration lag, s.")
     filter: ObjectFilter = Field(default_factory=ObjectFilter)
+    watch: WatchOptions = Field(default_factory=WatchOptions)
     tick: float = Field(default=5.0, gt=0)
 
 
@@ -168,6 +169,7 @@ def create(settings: BaseModel, context: SourceContext) -> Source:
         judge=lambda item, now, src: judge(item, now, src, settings),
         filter=settings.filter,
         tick=settings.tick,
+        watch=settings.watch,
     )
     source.discover = settings.version is None
     return source

@@ -17,11 +17,12 @@ from medic.schemas import Evidence, MessageClass, ObjectRef, ReleaseProblem
 from medic.watcher.problems import Finding
 from medic.watcher.sources.base import Source, SourceContext, SourcePlugin
 from medic.watcher.sources.conditions import classify
-from medic.watcher.sources.kubernetes import ObjectFilter, ObjectSource, Tracked
+from medic.watcher.sources.kubernetes import ObjectFilter, ObjectSource, Tracked, WatchOptions
 
 
 class KubeEventsSettings(BaseModel):
     filter: ObjectFilter = Field(default_factory=ObjectFilter)
+    watch: WatchOptions = Field(default_factory=WatchOptions)
     tick: float = Field(default=30.0, gt=0)
 
 
@@ -78,6 +79,7 @@ def create(settings: BaseModel, context: SourceContext) -> Source:
         judge=judge,
         filter=settings.filter,
         tick=settings.tick,
+        watch=settings.watch,
     )
 
 

@@ -40,6 +40,15 @@ class ObjectFilter(BaseModel):
         return not any(fnmatch.fnmatch(name, g) for g in self.exclude_namespaces)
 
 
+class WatchOptions(BaseModel):
+    """How the informer watches: server-side watch length and the client's dead-watch timer."""
+
+    timeout_seconds: int = Field(default=300, ge=1, description="Server closes the watch after.")
+    inactivity_timeout: float = Field(
+        default=90.0, gt=0, description="A watch silent this long is dead: reconnect."
+    )
+
+
 @dataclass
 class Tracked(Generic[P]):
     obj_ref: Any
@@ -62,6 +71,7 @@ class ObjectSource(Generic[P]):
     filter: ObjectFilter = field(default_factory=ObjectFilter)
     field_selector: str | None = None
     tick: float = 5.0
+    watch: WatchOptions = field(default_factory=WatchOptions)
     clock: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     tracked: dict[str, Tracked[P]] = field(default_factory=dict)
 
@@ -84,6 +94,8 @@ class ObjectSource(Generic[P]):
             self.on_sync,
             label_selector=self.filter.label_selector,
             field_selector=self.field_selector,
+            watch_timeout=self.watch.timeout_seconds,
+            inactivity_timeout=self.watch.inactivity_timeout,
         )
         async with asyncio.TaskGroup() as tg:
             tg.create_task(informer.run(stop))
