@@ -1,0 +1,311 @@
+"""Remediator actions against the Kubernetes API sandbox and a real nats-server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from nats.js import api
+
+from medic.remediator.service import RemediatorService, create
+from medic.remediator.settings import RemediatorSettings
+from medic.runtime import subjects
+from medic.runtime.bus import Bus
+from medic.runtime.consumer import Delivery
+from medic.runtime.embedded_nats import EmbeddedNats
+from medic.runtime.kube import KubeClient
+from medic.runtime.settings import KubeSettings
+from medic.sandbox.lite import Fault
+from medic.sandbox.lite_http import LiteSandbox
+from medic.schemas import (
+    AuditEntry,
+    EtcdCondition,
+    Outcome,
+    ReleaseProblem,
+    RemediationResult,
+    decode_message,
+)
+from medic.testing import objects
+from medic.testing.factories import etcd_event, release_event
+from medic.testing.helm import release_secret
+from medic.upstream import flux, helm
+
+HR = "helm.toolkit.fluxcd.io/v2"
+
+
+@pytest.fixture
+async def sandbox() -> AsyncIterator[LiteSandbox]:
+    async with LiteSandbox.start(bookmark_interval=0.2) as sb:
+        yield sb
+
+
+@pytest.fixture
+async def kube(sandbox: LiteSandbox) -> AsyncIterator[KubeClient]:
+    client = await KubeClient.connect(KubeSettings(kubeconfig=sandbox.kubeconfig_path))
+    try:
+        yield client
+    finally:
+        await client.close()
+
+
+def rules_dir(tmp_path: Any, text: str) -> list[Any]:
+    path = tmp_path / "rules.yaml"
+    path.write_text(text)
+    return [path]
+
+
+async def service(bus: Bus, kube: KubeClient, **overrides: Any) -> RemediatorService:
+    settings = RemediatorSettings(actor="test", **overrides)
+    return await create(bus, kube, settings, "test")
+
+
+def delivery(event: Any) -> Delivery:
+    return Delivery(
+        subject=f"medic.events.test.{event.subject_suffix()}",
+        stream_sequence=1,
+        num_delivered=1,
+        is_last_attempt=False,
+    )
+
+
+async def stream(bus: Bus, subject: str, stream_name: str) -> list[Any]:
+    sub = await bus.js.pull_subscribe(subject, stream=stream_name, config=api.ConsumerConfig())
+    found: list[Any] = []
+    with contextlib.suppress(Exception):
+        while True:
+            found += [decode_message(m.data) for m in await sub.fetch(200, timeout=0.2)]
+    await sub.unsubscribe()
+    return found
+
+
+async def results(bus: Bus) -> list[RemediationResult]:
+    return await stream(bus, "medic.results.>", subjects.RESULTS.name)
+
+
+def play_helm_controller(sandbox: LiteSandbox) -> None:
+    """Flips a HelmRelease to Ready when a reconcile request appears, as helm-controller does."""
+
+    def hook(store: Any, change: str, obj: dict[str, Any]) -> None:
+        token = (obj["metadata"].get("annotations") or {}).get(flux.REQUESTED_AT)
+        status = obj.get("status") or {}
+        if change == "MODIFIED" and token and status.get("lastHandledReconcileAt") != token:
+            name, ns = obj["metadata"]["name"], obj["metadata"]["namespace"]
+            ready = {**objects.ready_status(name, ns), "lastHandledReconcileAt": token}
+            store.patch_merge(
+                HR,
+                "HelmRelease",
+                name,
+                ns,
+                {"status": ready},
+                status=True,
+                manager="helm-controller",
+            )
+
+    sandbox.store.on_write("HelmRelease", hook)
+
+
+async def test_s1_retry_waits_for_etcd_then_resets_and_is_verified(
+    bus: Bus, kube: KubeClient, sandbox: LiteSandbox
+) -> None:
+    play_helm_controller(sandbox)
+    sandbox.store.put(
+        objects.helmrelease("podinfo", status=objects.etcd_failed_status("podinfo", "apps"))
+    )
+    remediator = await service(bus, kube)
+    leader = etcd_event(EtcdCondition.LEADER_CHANGED, cluster="test")
+    await remediator.handle(leader, delivery(leader))
+    event = release_event("podinfo", cluster="test")
+    with pytest.raises(Exception, match="waiting"):
+        await remediator.handle(event, delivery(event))
+    assert (sandbox.store.get(HR, "HelmRelease", "podinfo", "apps") or {})["metadata"].get(
+        "annotations"
+    ) is None
+    stable = etcd_event(EtcdCondition.STABLE, cluster="test", seq=1)
+    stable = stable.model_copy(
+        update={
+            "data": stable.data.model_copy(update={"stable_since": stable.time.replace(year=2025)})
+        }
+    )
+    await remediator.handle(stable, delivery(stable))
+    await remediator.handle(event, delivery(event))
+    hr = sandbox.store.get(HR, "HelmRelease", "podinfo", "apps") or {}
+    annotations = hr["metadata"]["annotations"]
+    assert annotations[flux.REQUESTED_AT] == annotations[flux.RESET_AT]
+    assert hr["status"]["lastHandledReconcileAt"] == annotations[flux.REQUESTED_AT]
+    [result] = await results(bus)
+    assert result.data.outcome is Outcome.SUCCEEDED
+    audits = await stream(bus, "medic.audit.>", subjects.AUDIT.name)
+    assert [a.data.outcome for a in audits if isinstance(a, AuditEntry)] == ["written"]
+
+
+async def test_problem_cleared_before_action_is_skipped(
+    bus: Bus, kube: KubeClient, sandbox: LiteSandbox
+) -> None:
+    sandbox.store.put(objects.helmrelease("healed", status=objects.ready_status("healed", "apps")))
+    remediator = await service(bus, kube)
+    stable = etcd_event(EtcdCondition.STABLE, cluster="test")
+    stable = stable.model_copy(
+        update={
+            "data": stable.data.model_copy(update={"stable_since": stable.time.replace(year=2025)})
+        }
+    )
+    await remediator.handle(stable, delivery(stable))
+    event = release_event("healed", cluster="test")
+    await remediator.handle(event, delivery(event))
+    [result] = await results(bus)
+    assert result.data.outcome is Outcome.SKIPPED
+    assert result.data.reason.startswith("already-fixed")
+    assert (
+        "annotations"
+        not in (sandbox.store.get(HR, "HelmRelease", "healed", "apps") or {})["metadata"]
+    )
+
+
+async def test_conflict_is_rejudged_and_written_once(
+    bus: Bus, kube: KubeClient, sandbox: LiteSandbox, tmp_path: Any
+) -> None:
+    sandbox.store.put(objects.helmrelease("web", status=objects.etcd_failed_status("web", "apps")))
+    rule = """apiVersion: medic.dev/v1alpha1
+kind: RemediationRule
+metadata: {name: label-it}
+spec:
+  match: {problems: [failed]}
+  action: {name: label, params: {values: {medic.dev/seen: "yes"}}}
+"""
+    remediator = await service(bus, kube, builtin_rules=False, rules=rules_dir(tmp_path, rule))
+    sandbox.store.inject(
+        Fault(
+            verb="patch",
+            resource="helmreleases",
+            status=409,
+            message="the object has been modified",
+        )
+    )
+    event = release_event("web", cluster="test")
+    await remediator.handle(event, delivery(event))
+    hr = sandbox.store.get(HR, "HelmRelease", "web", "apps") or {}
+    assert hr["metadata"]["labels"]["medic.dev/seen"] == "yes"
+    patches = [r for r in sandbox.store.requests if r["verb"] == "patch"]
+    assert len(patches) == 2
+    [result] = await results(bus)
+    assert result.data.outcome is Outcome.SUCCEEDED
+
+
+async def test_clear_pending_backs_up_refuses_on_rbac_and_restores(
+    bus: Bus, kube: KubeClient, sandbox: LiteSandbox, nats_server: EmbeddedNats, tmp_path: Any
+) -> None:
+    secret = release_secret("app", "apps", status="pending-install", modified_ago=900)
+    sandbox.store.put(secret)
+    name = helm.secret_name("app", 1)
+    event = release_event(name, "apps", cluster="test").model_copy()
+    event = event.model_copy(
+        update={
+            "data": event.data.model_copy(
+                update={
+                    "problem": ReleaseProblem.PENDING,
+                    "object": event.data.object.model_copy(
+                        update={"kind": "Secret", "api_version": "v1"}
+                    ),
+                }
+            )
+        }
+    )
+    remediator = await service(bus, kube)
+    await remediator.handle(event, delivery(event))
+    [refused] = await results(bus)
+    assert refused.data.outcome is Outcome.ESCALATED
+    assert refused.data.diagnosis["allowed"]["update"] is False
+    sandbox.store.put(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "helm", "namespace": "apps"},
+            "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["*"]}],
+        }
+    )
+    sandbox.store.put(
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "helm", "namespace": "apps"},
+            "roleRef": {"kind": "Role", "name": "helm"},
+            "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": "apps"}],
+        }
+    )
+    again = event.model_copy(update={"id": event.id + "-2"})
+    fresh = await service(bus, kube, state_bucket="medic-remediator-2")
+    await fresh.handle(again, delivery(again))
+    stored = sandbox.store.get("v1", "Secret", name, "apps") or {}
+    assert stored["metadata"]["labels"]["status"] == "failed"
+    assert helm.decode_secret_data(stored["data"]["release"])["info"]["status"] == "failed"
+    cleared = [r for r in await results(bus) if r.data.outcome is Outcome.SUCCEEDED]
+    assert cleared
+    audits = [
+        a
+        for a in await stream(bus, "medic.audit.>", subjects.AUDIT.name)
+        if isinstance(a, AuditEntry)
+    ]
+    backup_id = audits[-1].data.backup_id
+    assert backup_id
+    env = {
+        **os.environ,
+        "MEDIC_NATS__URLS": nats_server.url,
+        "MEDIC_KUBE__KUBECONFIG": str(sandbox.kubeconfig_path),
+        "MEDIC_LOG_FORMAT": "json",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "medic.cli",
+        "backup",
+        "restore",
+        backup_id,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    out, _ = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, out.decode()
+    restored = sandbox.store.get("v1", "Secret", name, "apps") or {}
+    assert restored["metadata"]["labels"]["status"] == "pending-install"
+
+
+async def test_attempt_limit_escalates_and_circuit_breaker_opens(
+    bus: Bus, kube: KubeClient, sandbox: LiteSandbox, tmp_path: Any
+) -> None:
+    rule = """apiVersion: medic.dev/v1alpha1
+kind: RemediationRule
+metadata: {name: never-works}
+spec:
+  match: {problems: [failed]}
+  action: {name: retry}
+  limits: {maxAttempts: 1, backoff: 0s, circuitBreaker: {failures: 2, window: 10m, pause: 1h}}
+  verify: {timeout: 0.3s, interval: 0.1s}
+"""
+    remediator = await service(bus, kube, builtin_rules=False, rules=rules_dir(tmp_path, rule))
+    for name in ("a", "b", "c"):
+        sandbox.store.put(
+            objects.helmrelease(name, status=objects.etcd_failed_status(name, "apps"))
+        )
+    for name in ("a", "b"):
+        event = release_event(name, cluster="test")
+        with pytest.raises(Exception, match="waiting"):
+            await remediator.handle(event, delivery(event))
+        await remediator.handle(event, delivery(event))
+    third = release_event("c", cluster="test")
+    await remediator.handle(third, delivery(third))
+    outcomes = [
+        (r.data.object.name, r.data.outcome.value, r.data.reason) for r in await results(bus)
+    ]
+    assert ("a", "failed", "not verified in time") in outcomes
+    assert ("a", "escalated", "1 attempts did not fix it") in outcomes
+    assert ("c", "skipped", "circuit-open") in outcomes
+    assert (
+        "annotations" not in (sandbox.store.get(HR, "HelmRelease", "c", "apps") or {})["metadata"]
+    )
