@@ -120,10 +120,9 @@ async def embedded_defaults(
             settings = settings.model_copy(update={"nats": nats})
             typer.echo(f"embedded NATS (JetStream) at {server.url}", err=True)
         if settings.kube.kubeconfig is None and not settings.kube.in_cluster:
-            sandbox = importlib.import_module("medic.sandbox")  # the sandbox is optional at import
-            kubeconfig = await stack.enter_async_context(
-                sandbox.serve_embedded(data_dir / "sandbox")
-            )
+            from medic.sandbox.lite_http import serve_embedded
+
+            kubeconfig = await stack.enter_async_context(serve_embedded(data_dir / "sandbox"))
             kube = settings.kube.model_copy(update={"kubeconfig": kubeconfig})
             settings = settings.model_copy(update={"kube": kube})
             typer.echo(f"Kubernetes API sandbox; kubeconfig at {kubeconfig}", err=True)

@@ -1,0 +1,75 @@
+"""`medic run` on the embedded default: starts, creates its streams, is ready, stops cleanly."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from medic.runtime.embedded_nats import free_port
+from medic.testing.waiting import eventually
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _get(url: str) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return response.status, json.loads(response.read())
+    except OSError:
+        return 0, {}
+
+
+async def test_medic_run_is_ready_and_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
+    port = free_port()
+    env = {
+        **os.environ,
+        "MEDIC_HEALTH__PORT": str(port),
+        "MEDIC_LOG_FORMAT": "json",
+        "MEDIC_CLUSTER": "laptop",
+    }
+    env.pop("MEDIC_NATS__URLS", None)
+    env.pop("MEDIC_KUBE__KUBECONFIG", None)
+    log = (tmp_path / "run.log").open("wb")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "medic.cli",
+        "run",
+        "--data-dir",
+        str(tmp_path / "data"),
+        env=env,
+        stdout=log,
+        stderr=log,
+        start_new_session=True,
+    )
+    try:
+
+        async def ready() -> bool:
+            status, body = await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/readyz")
+            return status == 200 and body.get("status") == "ready"
+
+        await eventually(ready, timeout=60, interval=0.2)
+        streams = list((tmp_path / "data" / "nats" / "jetstream").rglob("MEDIC_EVENTS"))
+        assert streams, "the embedded nats-server stores Medic's streams in the data dir"
+        process.send_signal(signal.SIGTERM)
+        code = await asyncio.wait_for(process.wait(), 30)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        log.close()
+    output = (tmp_path / "run.log").read_text()
+    assert code == 0, output[-3000:]
+    assert "services_stopped" in output
+    leftovers = await asyncio.create_subprocess_exec(
+        "pgrep", "-f", str(tmp_path / "data"), stdout=asyncio.subprocess.PIPE
+    )
+    out, _ = await leftovers.communicate()
+    assert out.strip() == b"", "a child process (nats-server) outlived medic run"
