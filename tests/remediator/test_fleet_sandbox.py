@@ -1,0 +1,144 @@
+"""S4 against the sandbox and a real nats-server: Fleet force sync after the grace period, and
+nothing at all when the values Secret comes back within it."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from nats.js import api
+
+from medic.remediator.service import RemediatorService, create
+from medic.remediator.settings import RemediatorSettings
+from medic.runtime import subjects
+from medic.runtime.bus import Bus
+from medic.runtime.consumer import Delivery
+from medic.runtime.kube import KubeClient
+from medic.runtime.settings import KubeSettings
+from medic.sandbox.lite_http import LiteSandbox
+from medic.schemas import (
+    MessageClass,
+    ObjectRef,
+    Outcome,
+    ProblemState,
+    ReleaseEvent,
+    ReleaseProblem,
+    decode_message,
+    stable_id,
+)
+from medic.testing import objects
+from medic.testing.factories import release_event
+from medic.upstream import fleet
+
+NS = "cattle-fleet-local"
+
+
+@pytest.fixture
+async def kube() -> AsyncIterator[tuple[LiteSandbox, KubeClient]]:
+    async with LiteSandbox.start() as sandbox:
+        client = await KubeClient.connect(KubeSettings(kubeconfig=sandbox.kubeconfig_path))
+        try:
+            yield sandbox, client
+        finally:
+            await client.close()
+
+
+def values_missing(name: str, since: datetime, state: ProblemState) -> ReleaseEvent:
+    base = release_event(name, NS, message=f'secrets "{name}" not found')
+    ref = ObjectRef(
+        kind=fleet.KIND,
+        api_version=fleet.API_VERSION,
+        namespace=NS,
+        name=name,
+        uid=stable_id("bd", name),
+        resource_version="1",
+    )
+    data = base.data.model_copy(
+        update={
+            "object": ref,
+            "problem": ReleaseProblem.VALUES_MISSING,
+            "state": state,
+            "classification": MessageClass.OTHER,
+            "evidence": base.data.evidence.model_copy(update={"since": since}),
+        }
+    )
+    return base.model_copy(
+        update={
+            "id": stable_id(ref.uid, "values_missing", state),
+            "subject": f"{fleet.KIND}/{NS}/{name}",
+            "data": data,
+        }
+    )
+
+
+def delivery(event: ReleaseEvent, attempt: int = 1) -> Delivery:
+    return Delivery(
+        subject=f"medic.events.test.{event.subject_suffix()}",
+        stream_sequence=attempt,
+        num_delivered=attempt,
+        is_last_attempt=False,
+    )
+
+
+async def results(bus: Bus) -> list[Any]:
+    sub = await bus.js.pull_subscribe(
+        "medic.results.>", stream=subjects.RESULTS.name, config=api.ConsumerConfig()
+    )
+    found: list[Any] = []
+    with contextlib.suppress(Exception):
+        while True:
+            found += [decode_message(m.data) for m in await sub.fetch(200, timeout=0.2)]
+    await sub.unsubscribe()
+    return found
+
+
+async def remediator(bus: Bus, client: KubeClient) -> RemediatorService:
+    return await create(bus, client, RemediatorSettings(actor="test"), "test")
+
+
+def generation(sandbox: LiteSandbox, name: str) -> int:
+    bd = sandbox.store.get(fleet.API_VERSION, fleet.KIND, name, NS) or {}
+    return int(bd["spec"]["options"]["forceSyncGeneration"])
+
+
+async def test_s4_force_sync_after_grace_and_verified(
+    bus: Bus, kube: tuple[LiteSandbox, KubeClient]
+) -> None:
+    sandbox, client = kube
+    sandbox.store.put(objects.bundledeployment("web", NS, error='secrets "web" not found'))
+
+    def agent(store: Any, change: str, obj: dict[str, Any]) -> None:
+        options = obj["spec"]["options"]
+        synced = change == "MODIFIED" and options.get("forceSyncGeneration")
+        if synced and store.get("v1", "Secret", "web", NS) is None:
+            store.put(objects.values_secret("web", NS))
+
+    sandbox.store.on_write(fleet.KIND, agent)
+    service = await remediator(bus, client)
+    event = values_missing("web", datetime.now(UTC) - timedelta(minutes=5), ProblemState.FIRING)
+    await service.handle(event, delivery(event))
+    assert generation(sandbox, "web") == 1
+    found = await results(bus)
+    assert [r.data.outcome for r in found] == [Outcome.SUCCEEDED]
+
+
+async def test_s4_secret_back_within_grace_means_no_action_and_no_notification(
+    bus: Bus, kube: tuple[LiteSandbox, KubeClient]
+) -> None:
+    sandbox, client = kube
+    sandbox.store.put(objects.bundledeployment("api", NS, error='secrets "api" not found'))
+    service = await remediator(bus, client)
+    firing = values_missing("api", datetime.now(UTC), ProblemState.FIRING)
+    with pytest.raises(Exception, match="wait"):
+        await service.handle(firing, delivery(firing))
+    resolved = values_missing("api", datetime.now(UTC), ProblemState.RESOLVED)
+    await service.handle(resolved, delivery(resolved))
+    with contextlib.suppress(Exception):
+        await service.handle(firing, delivery(firing, attempt=2))
+    assert generation(sandbox, "api") == 0
+    for result in await results(bus):
+        assert result.data.outcome is Outcome.SKIPPED
+        assert result.data.reason in {"resolved-within-grace", "already-fixed"}
