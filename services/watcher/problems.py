@@ -53,9 +53,12 @@ class ProblemTracker:
         self.source = source
         self.firing: dict[str, dict[ReleaseProblem, tuple[Finding, ObjectRef]]] = {}
 
-    def update(self, ref: ObjectRef, findings: list[Finding], now: datetime) -> list[ReleaseEvent]:
-        """Events for what changed on this object since the last update."""
-        key = ref.uid or f"{ref.kind}/{ref.namespace}/{ref.name}"
+    def update(
+        self, ref: ObjectRef, findings: list[Finding], now: datetime, key: str | None = None
+    ) -> list[ReleaseEvent]:
+        """Events for what changed on this object since the last update. `key` separates
+        observations about the same object (e.g. several Kubernetes Events about one release)."""
+        key = key or ref.uid or f"{ref.kind}/{ref.namespace}/{ref.name}"
         before = self.firing.get(key, {})
         after = {f.problem: (f, ref) for f in findings}
         events = [
@@ -74,9 +77,9 @@ class ProblemTracker:
             self.firing.pop(key, None)
         return events
 
-    def forget(self, ref: ObjectRef, now: datetime) -> list[ReleaseEvent]:
+    def forget(self, ref: ObjectRef, now: datetime, key: str | None = None) -> list[ReleaseEvent]:
         """The object was deleted: everything it had is resolved."""
-        return self.update(ref, [], now)
+        return self.update(ref, [], now, key)
 
     def _event(
         self, ref: ObjectRef, finding: Finding, state: ProblemState, now: datetime

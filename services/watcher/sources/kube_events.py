@@ -55,6 +55,11 @@ def judge(item: Tracked[EventView], _now: datetime, _source: object) -> list[Fin
 
 
 class KubeEventsSource(ObjectSource[EventView]):
+    def track_key(self, obj: dict[str, Any], ref: Any) -> str:
+        """Each Event on its own: several Events about one release must not replace each other."""
+        metadata = obj.get("metadata") or {}
+        return str(metadata.get("uid") or f"{ref.uid}/{metadata.get('name', '')}")
+
     def subject_ref(self, obj: dict[str, Any]) -> Any:
         involved = obj.get("involvedObject") or obj.get("regarding") or {}
         metadata = obj.get("metadata") or {}

@@ -112,7 +112,8 @@ class ObjectSource(Generic[P]):
         for key in list(self.tracked):
             item = self.tracked.get(key)
             if item is not None:
-                await self._publish(self.tracker.update(item.obj_ref, self._judge(item, now), now))
+                findings = self._judge(item, now)
+                await self._publish(self.tracker.update(item.obj_ref, findings, now, key))
 
     def _judge(self, item: Tracked[P], now: datetime) -> list[Finding]:
         return self.judge(item, now, self)
@@ -124,14 +125,14 @@ class ObjectSource(Generic[P]):
         now = self.clock()
         for key in [k for k in self.tracked if k not in seen]:
             gone = self.tracked.pop(key)
-            await self._publish(self.tracker.forget(gone.obj_ref, now))
+            await self._publish(self.tracker.forget(gone.obj_ref, now, key))
 
     async def on_event(self, kind: str, obj: dict[str, Any]) -> None:
         if kind == "DELETED":
-            ref = object_ref(obj)
-            gone = self.tracked.pop(ref.uid or ref.name, None)
+            key = self.track_key(obj, self.subject_ref(obj))
+            gone = self.tracked.pop(key, None)
             if gone is not None:
-                await self._publish(self.tracker.forget(gone.obj_ref, self.clock()))
+                await self._publish(self.tracker.forget(gone.obj_ref, self.clock(), key))
             return
         await self.on_object(obj)
 
@@ -139,9 +140,13 @@ class ObjectSource(Generic[P]):
         """The object events are about (an Event source overrides: the involved object)."""
         return object_ref(obj)
 
+    def track_key(self, obj: dict[str, Any], ref: Any) -> str:  # noqa: ARG002 - for overrides
+        """What one tracked observation is keyed by: the object's uid (an Event source: its own)."""
+        return str(ref.uid or ref.name)
+
     async def on_object(self, obj: dict[str, Any]) -> str:
         ref = self.subject_ref(obj)
-        key = str(ref.uid or ref.name)
+        key = self.track_key(obj, ref)
         if not self.filter.allows(ref.namespace):
             return key
         projection = self.project(obj)
@@ -149,12 +154,12 @@ class ObjectSource(Generic[P]):
         if projection is None:
             gone = self.tracked.pop(key, None)
             if gone is not None:
-                await self._publish(self.tracker.forget(gone.obj_ref, now))
+                await self._publish(self.tracker.forget(gone.obj_ref, now, key))
             return key
         previous = self.tracked.get(key)
         item = Tracked(ref, projection, previous.first_seen if previous else now)
         self.tracked[key] = item
-        await self._publish(self.tracker.update(ref, self._judge(item, now), now))
+        await self._publish(self.tracker.update(ref, self._judge(item, now), now, key))
         await self.after_change(item)
         return key
 
