@@ -30,7 +30,7 @@ def source_of(module: Any, items: list[dict[str, Any]]) -> ObjectSource[Any]:
         obj.setdefault("metadata", {}).setdefault("uid", obj["metadata"]["name"])
         projection = module.project(obj)
         if projection is not None:
-            src.tracked[obj["metadata"]["uid"]] = Tracked(object_ref(obj), projection, NOW)
+            src.track(obj["metadata"]["uid"], Tracked(object_ref(obj), projection, NOW))
     return src
 
 

@@ -78,12 +78,27 @@ class ObjectSource(Generic[P]):
     def __post_init__(self) -> None:
         self.tracker = ProblemTracker(self.cluster, self.name)
         self.emit: Emit | None = None
+        self.by_name: dict[tuple[str | None, str], str] = {}
 
     def lookup(self, namespace: str | None, name: str) -> P | None:
-        for item in self.tracked.values():
-            if item.obj_ref.namespace == namespace and item.obj_ref.name == name:
-                return item.projection
-        return None
+        """A tracked object's projection by namespace and name (O(1): judges call it per tick)."""
+        item = self.tracked.get(self.by_name.get((namespace, name), ""))
+        if item is None or item.obj_ref.namespace != namespace or item.obj_ref.name != name:
+            return None
+        return item.projection
+
+    def track(self, key: str, item: Tracked[P]) -> None:
+        self.tracked[key] = item
+        self.by_name[(item.obj_ref.namespace, item.obj_ref.name)] = key
+
+    def _untrack(self, key: str) -> Tracked[P] | None:
+        gone = self.tracked.pop(key, None)
+        if (
+            gone is not None
+            and self.by_name.get((gone.obj_ref.namespace, gone.obj_ref.name)) == key
+        ):
+            del self.by_name[(gone.obj_ref.namespace, gone.obj_ref.name)]
+        return gone
 
     async def run(self, emit: Emit, stop: asyncio.Event) -> None:
         self.emit = emit
@@ -124,13 +139,14 @@ class ObjectSource(Generic[P]):
             seen.add(await self.on_object(obj))
         now = self.clock()
         for key in [k for k in self.tracked if k not in seen]:
-            gone = self.tracked.pop(key)
-            await self._publish(self.tracker.forget(gone.obj_ref, now, key))
+            gone = self._untrack(key)
+            if gone is not None:
+                await self._publish(self.tracker.forget(gone.obj_ref, now, key))
 
     async def on_event(self, kind: str, obj: dict[str, Any]) -> None:
         if kind == "DELETED":
             key = self.track_key(obj, self.subject_ref(obj))
-            gone = self.tracked.pop(key, None)
+            gone = self._untrack(key)
             if gone is not None:
                 await self._publish(self.tracker.forget(gone.obj_ref, self.clock(), key))
             return
@@ -152,13 +168,13 @@ class ObjectSource(Generic[P]):
         projection = self.project(obj)
         now = self.clock()
         if projection is None:
-            gone = self.tracked.pop(key, None)
+            gone = self._untrack(key)
             if gone is not None:
                 await self._publish(self.tracker.forget(gone.obj_ref, now, key))
             return key
         previous = self.tracked.get(key)
         item = Tracked(ref, projection, previous.first_seen if previous else now)
-        self.tracked[key] = item
+        self.track(key, item)
         await self._publish(self.tracker.update(ref, self._judge(item, now), now, key))
         await self.after_change(item)
         return key
