@@ -295,3 +295,21 @@ async def test_sources_survive_sandbox_faults(bus: Bus) -> None:
 
 async def _true(value: bool) -> bool:
     return value
+
+
+async def test_namespace_filters(
+    sandbox: LiteSandbox, kube: KubeClient, running: Running, bus: Bus
+) -> None:
+    store = sandbox.store
+    for name, labels in (("team-a", {"medic": "on"}), ("team-b", {}), ("team-c", {"medic": "on"})):
+        store.put(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": labels}}
+        )
+        store.put(objects.gardener_etcd(f"etcd-{name}", name))
+    config = {
+        "operation_after": 0,
+        "filter": {"namespace_selector": "medic=on", "exclude_namespaces": ["team-c"]},
+    }
+    await running.start(kube, "gardener_etcd", config)
+    events = await settle(bus, {("Etcd", "etcd-team-a", "operation_stuck", "firing")})
+    assert events[0].data.object.namespace == "team-a"

@@ -8,22 +8,27 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from medic.runtime.kube import EVENTS
+from medic.runtime.kube import EVENTS, ResourceType
 from medic.schemas import Evidence, MessageClass, ObjectRef, ReleaseProblem
 from medic.watcher.problems import Finding
 from medic.watcher.sources.base import Source, SourceContext, SourcePlugin
 from medic.watcher.sources.conditions import classify
 from medic.watcher.sources.kubernetes import ObjectFilter, ObjectSource, Tracked, WatchOptions
 
+EVENTS_V1 = ResourceType("events.k8s.io", "v1", "events", "Event")
+
 
 class KubeEventsSettings(BaseModel):
     filter: ObjectFilter = Field(default_factory=ObjectFilter)
     watch: WatchOptions = Field(default_factory=WatchOptions)
     tick: float = Field(default=30.0, gt=0)
+    api: Literal["core", "events.k8s.io"] = Field(
+        default="core", description="Which Events API to watch (the same objects, two shapes)."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,7 +84,7 @@ def create(settings: BaseModel, context: SourceContext) -> Source:
         name="kube_events",
         cluster=context.cluster,
         kube=context.kube,
-        rt=EVENTS,
+        rt=EVENTS if settings.api == "core" else EVENTS_V1,
         project=project,
         judge=judge,
         filter=settings.filter,
@@ -92,6 +97,12 @@ PLUGIN = SourcePlugin(
     name="kube_events",
     settings_model=KubeEventsSettings,
     create=create,
-    rbac=({"apiGroups": [""], "resources": ["events"], "verbs": ["get", "list", "watch"]},),
+    rbac=(
+        {
+            "apiGroups": ["", "events.k8s.io"],
+            "resources": ["events"],
+            "verbs": ["get", "list", "watch"],
+        },
+    ),
     description="Events quoting etcd errors or Helm's 'another operation is in progress'.",
 )

@@ -16,12 +16,15 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
+import structlog
 from pydantic import BaseModel, Field
 
-from medic.runtime.kube import KubeClient, ResourceType
+from medic.runtime.kube import NAMESPACES, KubeClient, KubeError, ResourceType
 from medic.watcher.informer import Informer
 from medic.watcher.problems import Finding, ProblemTracker, object_ref
 from medic.watcher.sources.base import Emit
+
+log = structlog.get_logger(__name__)
 
 P = TypeVar("P")
 
@@ -32,10 +35,17 @@ class ObjectFilter(BaseModel):
     namespaces: list[str] = Field(default_factory=list, description="Globs; empty = all.")
     exclude_namespaces: list[str] = Field(default_factory=list)
     label_selector: str | None = None
+    namespace_selector: str | None = Field(
+        default=None, description="Label selector on Namespaces (refreshed every minute)."
+    )
+    namespace_refresh: float = Field(default=60.0, gt=0)
 
-    def allows(self, namespace: str | None) -> bool:
+    def allows(self, namespace: str | None, selected: set[str] | None = None) -> bool:
+        """`selected`: the namespaces matching `namespace_selector` (None: no such selector)."""
         name = namespace or ""
         if self.namespaces and not any(fnmatch.fnmatch(name, g) for g in self.namespaces):
+            return False
+        if selected is not None and namespace and namespace not in selected:
             return False
         return not any(fnmatch.fnmatch(name, g) for g in self.exclude_namespaces)
 
@@ -79,6 +89,7 @@ class ObjectSource(Generic[P]):
         self.tracker = ProblemTracker(self.cluster, self.name)
         self.emit: Emit | None = None
         self.by_name: dict[tuple[str | None, str], str] = {}
+        self.selected_namespaces: set[str] | None = None
 
     def lookup(self, namespace: str | None, name: str) -> P | None:
         """A tracked object's projection by namespace and name (O(1): judges call it per tick)."""
@@ -113,8 +124,31 @@ class ObjectSource(Generic[P]):
             inactivity_timeout=self.watch.inactivity_timeout,
         )
         async with asyncio.TaskGroup() as tg:
+            if self.filter.namespace_selector:
+                await self.refresh_namespaces()
+                tg.create_task(self._namespace_refresher(stop))
             tg.create_task(informer.run(stop))
             tg.create_task(self._ticker(stop))
+
+    async def refresh_namespaces(self) -> None:
+        """Namespaces matching the selector; on an API error the last answer is kept."""
+        try:
+            items, _ = await self.kube.list(
+                NAMESPACES, label_selector=self.filter.namespace_selector
+            )
+        except KubeError as exc:
+            log.warning("namespace_selector_failed", source=self.name, error=str(exc)[:200])
+            if self.selected_namespaces is None:
+                self.selected_namespaces = set()
+            return
+        self.selected_namespaces = {str((i.get("metadata") or {}).get("name")) for i in items}
+
+    async def _namespace_refresher(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.filter.namespace_refresh)
+            if not stop.is_set():
+                await self.refresh_namespaces()
 
     async def _ticker(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -163,7 +197,7 @@ class ObjectSource(Generic[P]):
     async def on_object(self, obj: dict[str, Any]) -> str:
         ref = self.subject_ref(obj)
         key = self.track_key(obj, ref)
-        if not self.filter.allows(ref.namespace):
+        if not self.filter.allows(ref.namespace, self.selected_namespaces):
             return key
         projection = self.project(obj)
         now = self.clock()
