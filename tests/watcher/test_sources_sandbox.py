@@ -313,3 +313,29 @@ async def test_namespace_filters(
     await running.start(kube, "gardener_etcd", config)
     events = await settle(bus, {("Etcd", "etcd-team-a", "operation_stuck", "firing")})
     assert events[0].data.object.namespace == "team-a"
+
+
+async def test_restart_stores_no_duplicates(
+    sandbox: LiteSandbox, kube: KubeClient, bus: Bus
+) -> None:
+    store = sandbox.store
+    store.put(objects.helmrelease("broken", status=objects.etcd_failed_status("broken", "apps")))
+    store.put(objects.gardener_etcd("etcd-main", "shoot--a"))
+    expected = {
+        ("HelmRelease", "broken", "failed", "firing"),
+        ("HelmRelease", "broken", "stalled", "firing"),
+        ("Etcd", "etcd-main", "operation_stuck", "firing"),
+    }
+    for round_ in (1, 2):  # the second run re-lists the same problems: JetStream dedups them
+        run = Running(bus)
+        try:
+            await run.start(kube, "helmrelease", {})
+            await run.start(kube, "gardener_etcd", {"operation_after": 0})
+
+            async def listed(n: int = round_) -> bool:
+                return bool(sum(r["verb"] == "watch" for r in store.requests) >= 2 * n)
+
+            await eventually(listed, timeout=10)
+            await settle(bus, expected)
+        finally:
+            await run.close()
