@@ -32,7 +32,12 @@ class MigrateParams(BaseModel):
 
 def newest_write_version(obj: dict[str, Any]) -> str:
     entries = (obj.get("metadata") or {}).get("managedFields") or []
-    newest: dict[str, Any] = max(entries, key=lambda e: str(e.get("time", "")), default={})
+    # managedFields times have one-second resolution: on a tie the later entry is the newer one
+    # (the API server appends the entry of the latest writer).
+    newest: dict[str, Any] = {}
+    for entry in entries:
+        if str(entry.get("time", "")) >= str(newest.get("time", "")):
+            newest = entry
     return str(newest.get("apiVersion", "")).rpartition("/")[2]
 
 
