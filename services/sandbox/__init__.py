@@ -24,14 +24,22 @@ LIMITS (what the sandbox does not do like a real API server):
 - fieldSelector: any dotted path with =, ==, != (metadata.name, metadata.namespace, type, ...);
   involvedObject.* / regarding.* are ignored. List resourceVersion/resourceVersionMatch
   parameters are ignored (lists are always current); continue tokens never expire.
+- JSON only (YAML accepted for apply-patch and the control API): protobuf and CBOR request
+  bodies get 415. kubectl commands built on typed clients that send protobuf fail
+  (`kubectl create secret generic ...`, `kubectl auth can-i`); `kubectl apply/create -f`,
+  `get`, `patch`, `label`, `annotate`, `delete`, `--watch` all send JSON and work.
 - No Table output: kubectl prints its default columns (NAME, AGE) from the plain objects.
-- No OpenAPI: /openapi/v2 and /openapi/v3 answer 404. kubectl apply/annotate/label/delete/
-  get/--watch work without extra flags (kubectl skips validation when the server has no
-  OpenAPI document; see tests/sandbox/test_kubectl.py).
+- OpenAPI: /openapi/v2 answers 404; /openapi/v3 lists every group-version with paths only
+  (no schemas) declaring the `fieldValidation` parameter, so kubectl leaves validation to the
+  server (which accepts anything) and `kubectl apply` needs no --validate=false. Strategic merge
+  patches kubectl computes for built-in types come from its compiled-in schemas.
 - No aggregated discovery: the v2 APIGroupDiscoveryList is answered with the legacy
   APIGroupList as application/json, and clients fall back to legacy discovery.
 - Watch history is a bounded deque (default 10,000 events); a resume from an older
   resourceVersion gets a 410 Expired ERROR event; `compact()` forgets all history.
+- Secrets/ConfigMaps also get metadata.generation; no Table, no Scale, no log/exec/proxy.
+- on_write hooks run synchronously inside the write; their exceptions are kept in
+  `store.hook_errors` instead of failing the request.
 - Faults with latency > 0 or drop_watch=True only delay or drop the request; inject a second
   Fault for a status code. A drop_watch fault aborts an open (or the next) matching watch.
 """

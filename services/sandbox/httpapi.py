@@ -291,12 +291,11 @@ def _dispatch(
         obj = store.create(rt, t.namespace, body, version, manager, dry_run=dry_run)
         if rt.kind.endswith("AccessReview"):
             return _json(obj, 201)
-        return _json(store.convert(obj, rt, version), 201)
+        return _json(store.convert(obj, rt, version, deep=False), 201)
     assert t.name is not None
     if verb == "get":
         obj = store.read(rt, t.namespace, t.name)
-        out = store.convert(obj, rt, version)
-        return _json(out)
+        return _json(store.convert(obj, rt, version, deep=False))
     if verb == "update":
         if not isinstance(body, dict):
             raise ApiError(400, "BadRequest", "the request body must be an object")
@@ -304,7 +303,7 @@ def _dispatch(
         obj = store.update(
             rt, t.namespace, t.name, body, version, manager, t.subresource, dry_run=dry_run
         )
-        return _json(store.convert(obj, rt, version), 200 if existed else 201)
+        return _json(store.convert(obj, rt, version, deep=False), 200 if existed else 201)
     if verb == "patch":
         obj = store.patch(
             rt,
@@ -317,13 +316,13 @@ def _dispatch(
             t.subresource,
             dry_run=dry_run,
         )
-        return _json(store.convert(obj, rt, version))
+        return _json(store.convert(obj, rt, version, deep=False))
     if verb == "delete":
         pre = (body or {}).get("preconditions") or {} if isinstance(body, dict) else {}
         gone = store.remove(
             rt, t.namespace, t.name, pre.get("resourceVersion"), pre.get("uid"), dry_run=dry_run
         )
-        return _json(store.convert(gone, rt, version))
+        return _json(store.convert(gone, rt, version, deep=False))
     raise ApiError(405, "MethodNotAllowed", f"{verb} is not supported")
 
 
@@ -345,7 +344,7 @@ def _list(request: web.Request, store: SandboxStore, t: Target) -> dict[str, Any
         "kind": f"{t.rt.kind}List",
         "apiVersion": t.rt.api_version(t.version),
         "metadata": meta,
-        "items": [store.convert(o, t.rt, t.version) for o in page],
+        "items": [store.convert(o, t.rt, t.version, deep=False) for o in page],
     }
 
 
@@ -376,9 +375,10 @@ async def stream_watch(
         return response
     deadline = time.monotonic() + timeout if timeout else None
     interval = float(options.get("bookmark_interval", 1.0))
+    next_bookmark = time.monotonic() + interval
     try:
         for event in backlog:
-            await send(event.type, store.convert(event.obj, t.rt, t.version))
+            await send(event.type, store.convert(event.obj, t.rt, t.version, deep=False))
         while True:
             if drop or watcher.dropped:
                 _abort(request)
@@ -392,15 +392,19 @@ async def stream_watch(
                 if fault is not None and fault.drop_watch:
                     _abort(request)
                     return response
-            wait = interval if bookmarks else 3600.0
+            now = time.monotonic()
+            wait = min(1.0, next_bookmark - now) if bookmarks else 1.0
             if deadline is not None:
-                wait = min(wait, deadline - time.monotonic())
+                wait = min(wait, deadline - now)
                 if wait <= 0:
                     break
             try:
-                item = await asyncio.wait_for(watcher.queue.get(), wait)
+                item = await asyncio.wait_for(watcher.queue.get(), max(wait, 0.001))
             except TimeoutError:
-                if bookmarks and (deadline is None or time.monotonic() < deadline):
+                if request.transport is None or request.transport.is_closing():
+                    break  # the client went away
+                if bookmarks and time.monotonic() >= next_bookmark:
+                    next_bookmark = time.monotonic() + interval
                     await send(
                         "BOOKMARK",
                         {
@@ -414,7 +418,7 @@ async def stream_watch(
                 if options.get("closing"):
                     break
                 continue
-            await send(item.type, store.convert(item.obj, t.rt, t.version))
+            await send(item.type, store.convert(item.obj, t.rt, t.version, deep=False))
     except (ConnectionResetError, asyncio.CancelledError):
         store.close_watch(watcher)
         raise
