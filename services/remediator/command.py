@@ -28,6 +28,7 @@ rules_app = typer.Typer(help="Check, test and publish remediation rules.", no_ar
 backup_app = typer.Typer(
     help="List and restore backups Medic took before writing.", no_args_is_help=True
 )
+app = rules_app  # check, test, push; mounted as `medic rules` (backups: `medic backup`)
 Paths = Annotated[list[Path], typer.Argument(help="Rule files or folders.", exists=True)]
 
 
