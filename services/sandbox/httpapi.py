@@ -164,6 +164,8 @@ def _verb(method: str, target: Target, query: Any) -> str:
         if target.name is None:
             return "watch" if query.get("watch") in ("1", "true", "True") else "list"
         return "get"
+    if method == "DELETE" and target.name is None:
+        return "deletecollection"
     return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
         method, method.lower()
     )
@@ -292,7 +294,24 @@ def _dispatch(
         if rt.kind.endswith("AccessReview"):
             return _json(obj, 201)
         return _json(store.convert(obj, rt, version, deep=False), 201)
-    assert t.name is not None
+    if t.name is None:
+        if verb != "deletecollection":
+            raise ApiError(405, "MethodNotAllowed", f"{verb} needs a name")
+        matches = object_matcher(
+            request.query.get("labelSelector"), request.query.get("fieldSelector")
+        )
+        removed = [
+            store.remove(rt, o["metadata"].get("namespace"), o["metadata"]["name"], dry_run=dry_run)
+            for o in store.select(rt, t.namespace, matches)
+        ]
+        return _json(
+            {
+                "kind": f"{rt.kind}List",
+                "apiVersion": rt.api_version(version),
+                "metadata": {"resourceVersion": str(store.rv)},
+                "items": [store.convert(o, rt, version, deep=False) for o in removed],
+            }
+        )
     if verb == "get":
         obj = store.read(rt, t.namespace, t.name)
         return _json(store.convert(obj, rt, version, deep=False))

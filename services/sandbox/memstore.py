@@ -39,7 +39,7 @@ ObjList = list[Obj]
 Key = tuple[str, str]  # (namespace or "", name)
 Hook = Callable[["SandboxStore", str, Obj], None]
 RBAC_KINDS = ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
-VERBS = ("get", "list", "watch", "create", "update", "patch", "delete")
+VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
 
 
 @dataclass

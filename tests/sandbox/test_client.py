@@ -499,3 +499,19 @@ async def test_many_objects_stay_fast(kube_sandbox: KubeSandbox, api) -> None:
     assert len(page["items"]) == 500
     assert page["metadata"]["remainingItemCount"] == 1500
     await asyncio.sleep(0)
+
+
+async def test_delete_collection_with_selector(kube_sandbox: KubeSandbox, api) -> None:
+    store = kube_sandbox.store
+    for i in range(3):
+        store.put(
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {"name": f"c{i}", "namespace": "apps", "labels": {"n": str(i)}},
+            }
+        )
+    await client.CoreV1Api(api).delete_collection_namespaced_config_map(
+        "apps", label_selector="n in (0,2)"
+    )
+    assert [c["metadata"]["name"] for c in store.list("v1", "ConfigMap", "apps")] == ["c1"]
