@@ -21,8 +21,8 @@ def source_of(module: Any, items: list[dict[str, Any]]) -> ObjectSource[Any]:
     src: ObjectSource[Any] = ObjectSource(
         name="t",
         cluster="test",
-        kube=None,
-        rt=None,
+        kube=None,  # type: ignore[arg-type]
+        rt=None,  # type: ignore[arg-type]
         project=module.project,
         judge=None,  # type: ignore[arg-type]
     )
@@ -176,3 +176,23 @@ def test_tracker_emits_once_per_state_and_a_resolved_event() -> None:
     cleared = tracker.update(item.obj_ref, [], NOW)
     assert {e.data.state for e in cleared} == {ProblemState.RESOLVED}
     assert {e.id for e in cleared}.isdisjoint({e.id for e in first})
+
+
+def test_a_failure_after_a_recovery_is_a_new_event() -> None:
+    """Same reason and message, later transition: not swallowed by JetStream's dedup window."""
+    settings = helmrelease.HelmReleaseSettings()
+    ids = []
+    for ago in (600.0, 60.0):
+        status = objects.etcd_failed_status("podinfo", "apps")
+        for condition in status["conditions"]:
+            condition["lastTransitionTime"] = objects.timestamp(NOW, ago=ago)
+        obj = objects.helmrelease("podinfo", status=status)
+        obj["metadata"]["uid"] = "u1"
+        src = source_of(helmrelease, [obj])
+        item = src.tracked["u1"]
+        events = ProblemTracker("test", "helmrelease").update(
+            item.obj_ref, helmrelease.judge(item, NOW, src, settings), NOW
+        )
+        ids.append({e.id for e in events})
+    assert len(ids[0]) == 2
+    assert ids[0].isdisjoint(ids[1])

@@ -37,6 +37,7 @@ class BundleView:
     name: str
     error: str
     reason: str
+    deployment_id: str = ""
 
 
 def project(obj: dict[str, Any]) -> BundleView:
@@ -48,6 +49,7 @@ def project(obj: dict[str, Any]) -> BundleView:
         str(metadata.get("name", "")),
         ready.message if failing and ready else "",
         ready.reason if failing and ready else "",
+        str((obj.get("spec") or {}).get("deploymentID", "")),
     )
 
 
@@ -75,7 +77,8 @@ class FleetSource(ObjectSource[BundleView]):
                 fields={"secret": view.name},
             )
             findings.append(
-                Finding(ReleaseProblem.VALUES_MISSING, (view.name, since.isoformat()), evidence)
+                # the deployment, not `since` (in memory only): a restart must give the same id
+                Finding(ReleaseProblem.VALUES_MISSING, (view.name, view.deployment_id), evidence)
             )
         else:
             self.missing_since.pop(key, None)

@@ -91,7 +91,11 @@ def judge(
                 evidence = Evidence(condition=ready, reason=ready.reason, message=ready.message)
                 findings.append(
                     Finding(
-                        ReleaseProblem.FAILED, (ready.reason, ready.message), evidence, kind, error
+                        ReleaseProblem.FAILED,
+                        (ready.reason, ready.message, _when(ready)),
+                        evidence,
+                        kind,
+                        error,
                     )
                 )
     stalled = view.conditions.get(flux.STALLED)
@@ -100,7 +104,13 @@ def judge(
         kind, error = classify(message)
         evidence = Evidence(condition=stalled, reason=stalled.reason, message=message)
         findings.append(
-            Finding(ReleaseProblem.STALLED, (stalled.reason, message), evidence, kind, error)
+            Finding(
+                ReleaseProblem.STALLED,
+                (stalled.reason, message, _when(stalled)),
+                evidence,
+                kind,
+                error,
+            )
         )
     released = view.conditions.get(flux.RELEASED)
     if released is not None and released.message in flux.OLD_SUCCESS_MESSAGES:
@@ -144,6 +154,13 @@ class HelmReleaseSource(ObjectSource[HelmReleaseView]):
     # A release turning Ready may clear a phantom DependencyNotReady of its dependants: the
     # periodic tick re-judges them. Re-judging everything on every change would be O(n^2) on
     # the initial list (10,000 HelmReleases), so no `after_change` hook here.
+
+
+def _when(condition: Any) -> str:
+    """The condition's transition time: a new failure after a recovery is a new event, while a
+    restart or re-list sees the same time and so the same id."""
+    moment = getattr(condition, "last_transition_time", None)
+    return moment.isoformat() if moment is not None else ""
 
 
 async def served_version(kube: KubeClient) -> str:
