@@ -21,20 +21,30 @@ log = structlog.get_logger(__name__)
 class WatcherService:
     name = "watcher"
 
-    def __init__(self, ctx: ServiceContext, sources: list[Source], kube: KubeClient | None) -> None:
+    def __init__(
+        self,
+        ctx: ServiceContext,
+        sources: list[Source],
+        kube: KubeClient | None,
+        publish_attempts: int = 0,
+    ) -> None:
         self.ctx = ctx
+        self.publish_attempts = publish_attempts
         self.sources = sources
         self.kube = kube
         self.backoff = Backoff(base=0.2, cap=10.0)
 
     async def emit(self, event: Event) -> None:
-        """Publish until JetStream acknowledges (dedup makes repeats harmless): never drop."""
+        """Publish until JetStream acknowledges (dedup makes repeats harmless); with
+        `publish_attempts` set, give up after that many and let the service fail."""
         attempt = 0
         while True:
             attempt += 1
             try:
                 await self.ctx.bus.publish(event)
             except BusError as exc:
+                if self.publish_attempts and attempt >= self.publish_attempts:
+                    raise
                 delay = self.backoff.delay(attempt)
                 log.warning(
                     "publish_failed_retrying", event_id=event.id, error=str(exc), retry_in=delay
@@ -79,4 +89,10 @@ async def build(ctx: ServiceContext) -> WatcherService:
     if kube is not None:
         ctx.health.add_check("kubernetes", kube.reachable)
     context = SourceContext(cluster=ctx.settings.cluster, kube=kube)
-    return WatcherService(ctx, build_sources(settings, context, default_registry()), kube)
+    try:
+        sources = build_sources(settings, context, default_registry())
+    except BaseException:
+        if kube is not None:
+            await kube.close()
+        raise
+    return WatcherService(ctx, sources, kube, settings.publish_attempts)
