@@ -57,7 +57,10 @@ class StateStore:
     async def _change(self, key: str, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
         for _ in range(20):
             current, revision = await self._read(key)
-            value = _dump(change(current))
+            changed = change(current)
+            if revision is not None and _dump(changed) == _dump(current):
+                return  # nothing to write: spare the round trip (most events repeat a state)
+            value = _dump(changed)
             try:
                 if revision is None:
                     await self.kv.create(key, value)
