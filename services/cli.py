@@ -120,7 +120,7 @@ async def embedded_defaults(
             settings = settings.model_copy(update={"nats": nats})
             typer.echo(f"embedded NATS (JetStream) at {server.url}", err=True)
         if settings.kube.kubeconfig is None and not settings.kube.in_cluster:
-            from medic.sandbox.lite_http import serve_embedded
+            from medic.sandbox import serve_embedded
 
             kubeconfig = await stack.enter_async_context(serve_embedded(data_dir / "sandbox"))
             kube = settings.kube.model_copy(update={"kubeconfig": kubeconfig})
