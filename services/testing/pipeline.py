@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,7 +57,7 @@ async def connect_retrying(settings: NatsSettings, name: str, timeout: float = 3
 
 
 async def publish_all(
-    bus: Bus, events: list[Message], chunk: int = 200, ack_timeout: float = 3.0
+    bus: Bus, events: Sequence[Message], chunk: int = 200, ack_timeout: float = 3.0
 ) -> int:
     """Publish every event, retrying each chunk until acked; returns the number of retries.
 
