@@ -404,7 +404,7 @@ async def stream_watch(
                 return response
             if watcher.queue.empty():
                 fault = (
-                    store.take_fault("watch", t.rt.plural, t.namespace, None)
+                    store.take_fault("watch", t.rt.plural, t.namespace, None, drop_only=True)
                     if store.faults
                     else None
                 )

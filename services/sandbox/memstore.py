@@ -88,6 +88,13 @@ class RequestRecord:
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def __getitem__(self, key: str) -> Any:
+        """record["verb"] works as well as record.verb."""
+        return getattr(self, key)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return getattr(self, key, default)
+
 
 @dataclass
 class HistoryEvent:
@@ -614,9 +621,17 @@ class SandboxStore:
         return [crd_object(rt, sorted(self.stored_versions[rt.key])) for rt in CATALOG if rt.crd]
 
     def take_fault(
-        self, verb: str, resource: str, namespace: str | None, name: str | None
+        self,
+        verb: str,
+        resource: str,
+        namespace: str | None,
+        name: str | None,
+        *,
+        drop_only: bool = False,
     ) -> Fault | None:
         for fault in self.faults:
+            if drop_only and not fault.drop_watch:
+                continue
             if fault.matches(verb, resource, namespace, name):
                 fault.times -= 1
                 if fault.times <= 0:
@@ -625,18 +640,18 @@ class SandboxStore:
         return None
 
     # ---------------------------------------------------------- the public Python API
-    def put(self, obj: Obj) -> Obj:
+    def put(self, obj: Obj, manager: str = "sandbox") -> Obj:
         """Create or replace by apiVersion/kind/namespace/name (status kept: this is the world)."""
         rt, version = resolve(obj.get("apiVersion", ""), obj.get("kind", ""))
         meta = obj.get("metadata") or {}
         ns = (meta.get("namespace") or "default") if rt.namespaced else None
         old = self._bucket(rt).get(self._key(rt, ns, meta.get("name", "")))
         if old is None:
-            out = self._create(rt, obj, ns, "sandbox", version)
+            out = self._create(rt, obj, ns, manager, version)
         else:
             new = clone(obj)
             new["metadata"].pop("resourceVersion", None)
-            out = self._replace(rt, new, old, "sandbox", version)
+            out = self._replace(rt, new, old, manager, version)
         return self.convert(out, rt, version)
 
     def get(
@@ -659,17 +674,32 @@ class SandboxStore:
         return True
 
     def patch_merge(
-        self, api_version: str, kind: str, name: str, namespace: str | None, patch: Obj
+        self,
+        api_version: str,
+        kind: str,
+        name: str,
+        namespace: str | None,
+        patch: Obj,
+        *,
+        status: bool = False,
+        manager: str = "sandbox",
     ) -> Obj:
-        """A JSON merge patch of the whole object, status included."""
+        """A JSON merge patch of the whole object, status included (status=True: only status)."""
         rt, version = resolve(api_version, kind)
         old = self.read(rt, namespace, name)
         new = merge_patch(self.convert(old, rt, version), patch)
         new["metadata"].pop("resourceVersion", None)
-        return self.convert(self._replace(rt, new, old, "sandbox", version), rt, version)
+        sub = "status" if status else None
+        return self.convert(
+            self._replace(rt, new, old, manager, version, subresource=sub), rt, version
+        )
+
+    def list_objects(self, api_version: str, kind: str, namespace: str | None = None) -> ObjList:
+        """Alias of `list` (the name medic.sandbox.lite used)."""
+        return self.list(api_version, kind, namespace)
 
     def stored_version(
-        self, api_version_or_group: str, kind: str, name: str, namespace: str | None
+        self, api_version_or_group: str, kind: str, name: str, namespace: str | None = None
     ) -> str:
         """The version (e.g. "v2beta1") the object is stored at."""
         group, _ = split_api_version(api_version_or_group)
