@@ -27,6 +27,7 @@ from medic.schemas import Message, encode_message
 
 log = structlog.get_logger(__name__)
 MSG_ID = "Nats-Msg-Id"
+INITIAL_CONNECT_ATTEMPTS = 3
 
 
 def subject_of(message: Message) -> str:
@@ -104,6 +105,10 @@ class Bus:
             log.warning("nats_error", error=str(exc))
 
         options = connect_options(settings, name)
+        # Fail closed at start-up (wrong credentials, bad TLS, nobody listening): nats-py applies
+        # max_reconnect_attempts to the first connection too, so -1 would retry it forever.
+        # Once connected, reconnect forever.
+        options["max_reconnect_attempts"] = INITIAL_CONNECT_ATTEMPTS
         try:
             nc = await nats.connect(
                 **options,
@@ -114,6 +119,7 @@ class Bus:
         except (OSError, nats.errors.Error, TimeoutError) as exc:
             servers = ", ".join(options["servers"])
             raise BusError(f"cannot connect to NATS at {servers}: {exc!r}") from exc
+        nc.options["max_reconnect_attempts"] = -1
         log.info("nats_connected", servers=options["servers"], name=name)
         return cls(nc, settings)
 

@@ -332,3 +332,24 @@ async def _kv_get(bus: Bus, bucket: str, key: str) -> bytes | None:
     except Exception:
         return None
     return entry.value
+
+
+async def test_connect_fails_closed_when_nobody_listens() -> None:
+    from medic.runtime.embedded_nats import free_port
+    from medic.runtime.errors import BusError
+
+    settings = NatsSettings(
+        urls=[f"nats://127.0.0.1:{free_port()}"], connect_timeout=0.5, reconnect_wait=0.05
+    )
+    with pytest.raises(BusError, match="cannot connect"):
+        await asyncio.wait_for(Bus.connect(settings), 15)
+
+
+async def test_connection_keeps_reconnecting_after_the_first_connect(
+    nats_server: EmbeddedNats, nats_settings: NatsSettings
+) -> None:
+    bus = await Bus.connect(nats_settings, name="reconnect-forever")
+    try:
+        assert bus.nc.options["max_reconnect_attempts"] == -1
+    finally:
+        await bus.close()
