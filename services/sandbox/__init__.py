@@ -8,6 +8,10 @@ It speaks enough of the API for kubernetes_asyncio and the real kubectl: discove
 timeoutSeconds), create/update/patch (merge, JSON, strategic)/delete, /status subresources,
 SubjectAccessReview from the stored RBAC, and HelmRelease at v2beta1/v2beta2/v2.
 
+Like the API server, a write that changes nothing (for example a JSON patch removing and
+re-adding the same annotation) is a no-op: same resourceVersion, no watch event, no on_write hook.
+Namespaces default, kube-system and kube-public exist from the start.
+
 LIMITS (what the sandbox does not do like a real API server):
 - Authentication: any bearer token (or none) is accepted and every request acts as the user
   `sandbox`, who may do everything; RBAC objects are only evaluated for (Self)SubjectAccessReview.

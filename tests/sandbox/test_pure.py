@@ -155,3 +155,33 @@ def test_store_bookkeeping() -> None:
     assert not store.delete("v1", "ConfigMap", "c0", "apps")
     with pytest.raises(ValueError, match="no version"):
         store.set_storage_version("helm.toolkit.fluxcd.io", "HelmRelease", "v3")
+
+
+def test_a_write_that_changes_nothing_is_a_no_op() -> None:
+    store = SandboxStore()
+    calls: list[str] = []
+    store.on_write("Etcd", lambda _s, change, _o: calls.append(change))
+    etcd = {
+        "apiVersion": "druid.gardener.cloud/v1alpha1",
+        "kind": "Etcd",
+        "metadata": {"name": "e", "namespace": "shoot", "annotations": {"op": "reconcile"}},
+    }
+    created = store.put(etcd)
+    rt = store.objects[("druid.gardener.cloud", "etcds")][("shoot", "e")]
+    from medic.sandbox.catalog import BY_KIND
+
+    same = store.patch(
+        BY_KIND[("druid.gardener.cloud", "Etcd")],
+        "shoot",
+        "e",
+        "application/json-patch+json",
+        [
+            {"op": "remove", "path": "/metadata/annotations/op"},
+            {"op": "add", "path": "/metadata/annotations/op", "value": "reconcile"},
+        ],
+        "v1alpha1",
+        "medic",
+    )
+    assert same is rt
+    assert same["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
+    assert calls == ["ADDED"]
