@@ -110,7 +110,7 @@ class Runner:
             return await kube.delete(plan.rt, plan.name, plan.namespace, plan.resource_version)
         if plan.replace is not None:
             return await kube.replace(plan.rt, plan.replace)
-        return await kube.patch(
+        written = await kube.patch(
             plan.rt,
             plan.name,
             plan.namespace,
@@ -118,6 +118,10 @@ class Runner:
             plan.patch_type,
             resource_version=plan.resource_version,
         )
+        follow_up = plan.extra.get("then_patch")
+        if follow_up is not None:  # a second write the action needs (e.g. re-apply after remove)
+            written = await kube.patch(plan.rt, plan.name, plan.namespace, follow_up, "merge")
+        return written
 
     async def _verify(
         self,

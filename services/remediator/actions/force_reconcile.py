@@ -92,31 +92,22 @@ class ForceReconcileAction:
         return plan
 
     def _gardener(self, obj: dict[str, Any], plan: Plan) -> Plan:
+        """Two writes: remove the annotation, then apply it again. One patch that removes and
+        re-adds the same value changes nothing, so the API server sends no event and
+        etcd-druid would never see a new request."""
         annotations = (obj.get("metadata") or {}).get("annotations") or {}
         current = annotations.get(gardener.OPERATION)
         if not current:
             return fixed("operation-cleared")
-        plan.patch = [
-            {
-                "op": "remove",
-                "path": f"/metadata/annotations/{gardener.OPERATION.replace('/', '~1')}",
-            },
-            {
-                "op": "add",
-                "path": f"/metadata/annotations/{gardener.OPERATION.replace('/', '~1')}",
-                "value": current,
-            },
-        ]
+        key = gardener.OPERATION.replace("/", "~1")
+        plan.patch = [{"op": "remove", "path": f"/metadata/annotations/{key}"}]
         plan.patch_type = "json"
+        plan.extra["then_patch"] = {"metadata": {"annotations": {gardener.OPERATION: current}}}
         plan.changes = [
-            Change(
-                path="/metadata/annotations/gardener.cloud~1operation",
-                before=current,
-                after=current,
-            )
+            Change(path=f"/metadata/annotations/{key}", before=current, after=None),
+            Change(path=f"/metadata/annotations/{key}", before=None, after=current),
         ]
         plan.extra["kind"] = "gardener"
-        plan.extra["first_rv"] = plan.resource_version
         return plan
 
     async def verify(self, ctx: ActionContext, plan: Plan) -> bool:
