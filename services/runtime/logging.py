@@ -41,6 +41,10 @@ def redact_secrets(
     return {k: _redact(v) for k, v in event_dict.items()}
 
 
+def _current_stderr_logger(*_args: Any) -> structlog.PrintLogger:
+    return structlog.PrintLogger(sys.stderr)
+
+
 def configure(log_format: str = "auto", level: str = "info") -> None:
     """Configure structlog and stdlib logging once per process."""
     use_json = log_format == "json" or (log_format == "auto" and not sys.stderr.isatty())
@@ -60,7 +64,9 @@ def configure(log_format: str = "auto", level: str = "info") -> None:
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        # Resolve stderr when a line is written, not when logging is configured: a replaced
+        # stream (a test's capture, a closed pipe after a reload) must never be written to.
+        logger_factory=_current_stderr_logger,
         cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr, force=True)
