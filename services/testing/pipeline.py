@@ -45,10 +45,13 @@ async def connect_retrying(settings: NatsSettings, name: str, timeout: float = 3
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout
     while True:
+        bus: Bus | None = None
         try:
             bus = await Bus.connect(settings, name=name)
             await bus.ensure_streams()
         except (BusError, nats.errors.Error, TimeoutError):
+            if bus is not None:  # connected but not set up: never leave the socket behind
+                await bus.close()
             if loop.time() > deadline:
                 raise
             await asyncio.sleep(0.2)
