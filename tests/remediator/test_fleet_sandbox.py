@@ -4,7 +4,6 @@ nothing at all when the values Secret comes back within it."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -17,7 +16,6 @@ from medic.runtime import subjects
 from medic.runtime.bus import Bus
 from medic.runtime.consumer import Delivery
 from medic.runtime.kube import KubeClient
-from medic.runtime.settings import KubeSettings
 from medic.sandbox.lite_http import LiteSandbox
 from medic.schemas import (
     MessageClass,
@@ -34,16 +32,6 @@ from medic.testing.factories import release_event
 from medic.upstream import fleet
 
 NS = "cattle-fleet-local"
-
-
-@pytest.fixture
-async def kube() -> AsyncIterator[tuple[LiteSandbox, KubeClient]]:
-    async with LiteSandbox.start() as sandbox:
-        client = await KubeClient.connect(KubeSettings(kubeconfig=sandbox.kubeconfig_path))
-        try:
-            yield sandbox, client
-        finally:
-            await client.close()
 
 
 def values_missing(name: str, since: datetime, state: ProblemState) -> ReleaseEvent:

@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from nats.js import api
 
 from medic.remediator.service import RemediatorService, create
@@ -16,7 +14,6 @@ from medic.runtime import subjects
 from medic.runtime.bus import Bus
 from medic.runtime.consumer import Delivery
 from medic.runtime.kube import KubeClient
-from medic.runtime.settings import KubeSettings
 from medic.sandbox.lite_http import LiteSandbox
 from medic.schemas import MessageClass, Outcome, RemediationResult, decode_message
 from medic.testing import objects
@@ -49,16 +46,6 @@ spec:
     params: {plural: helmreleases, values: {team: a}}
   verify: {timeout: 5s, interval: 0.1s}
 """
-
-
-@pytest.fixture
-async def kube() -> AsyncIterator[tuple[LiteSandbox, KubeClient]]:
-    async with LiteSandbox.start() as sandbox:
-        client = await KubeClient.connect(KubeSettings(kubeconfig=sandbox.kubeconfig_path))
-        try:
-            yield sandbox, client
-        finally:
-            await client.close()
 
 
 async def results(bus: Bus) -> list[RemediationResult]:

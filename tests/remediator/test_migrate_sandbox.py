@@ -4,10 +4,8 @@ v2beta1 is re-stored through v2 with the upgrade annotation, and verified."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Any
 
-import pytest
 from nats.js import api
 
 from medic.remediator.service import create
@@ -16,7 +14,6 @@ from medic.runtime import subjects
 from medic.runtime.bus import Bus
 from medic.runtime.consumer import Delivery
 from medic.runtime.kube import KubeClient
-from medic.runtime.settings import KubeSettings
 from medic.sandbox.lite_http import LiteSandbox
 from medic.schemas import MessageClass, Outcome, ReleaseProblem, decode_message
 from medic.testing import objects
@@ -24,16 +21,6 @@ from medic.testing.factories import release_event
 from medic.upstream import flux
 
 OLD = "helm.toolkit.fluxcd.io/v2beta1"
-
-
-@pytest.fixture
-async def kube() -> AsyncIterator[tuple[LiteSandbox, KubeClient]]:
-    async with LiteSandbox.start() as sandbox:
-        client = await KubeClient.connect(KubeSettings(kubeconfig=sandbox.kubeconfig_path))
-        try:
-            yield sandbox, client
-        finally:
-            await client.close()
 
 
 async def test_old_api_version_is_restored_through_the_target_and_verified(

@@ -4,11 +4,9 @@ nats-server."""
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from nats.js import api
 
 from medic.remediator.service import create
@@ -17,7 +15,6 @@ from medic.runtime import subjects
 from medic.runtime.bus import Bus
 from medic.runtime.consumer import Delivery
 from medic.runtime.kube import KubeClient
-from medic.runtime.settings import KubeSettings
 from medic.sandbox.lite_http import LiteSandbox
 from medic.schemas import MessageClass, Outcome, ReleaseEvent, decode_message
 from medic.testing import objects
@@ -46,16 +43,6 @@ spec:
     params: {plural: helmreleases, allowKinds: [HelmRelease]}
   verify: {timeout: 5s, interval: 0.1s}
 """
-
-
-@pytest.fixture
-async def kube() -> AsyncIterator[tuple[LiteSandbox, KubeClient]]:
-    async with LiteSandbox.start() as sandbox:
-        client = await KubeClient.connect(KubeSettings(kubeconfig=sandbox.kubeconfig_path))
-        try:
-            yield sandbox, client
-        finally:
-            await client.close()
 
 
 async def run(bus: Bus, client: KubeClient, rules: Path, event: ReleaseEvent) -> list[Any]:
