@@ -257,11 +257,19 @@ class RemediatorService:
 
 
 def load_rules(settings: RemediatorSettings) -> LoadResult:
-    result = load_builtin() if settings.builtin_rules else LoadResult()
+    """Built-ins, then the configured files; a file's rule replaces a built-in of the same name.
+
+    That is how a team tunes a shipped rule (a shorter grace period, dry-run, other limits)
+    without disabling the whole pack.
+    """
+    builtin = load_builtin() if settings.builtin_rules else LoadResult()
     extra = load_paths(settings.rules)
-    result.rules.extend(extra.rules)
-    result.errors.extend(extra.errors)
-    return result
+    rules = {rule.name: rule for rule in builtin.rules}
+    for rule in extra.rules:
+        if rule.name in rules:
+            log.info("rule_overrides_builtin", rule=rule.name)
+        rules[rule.name] = rule
+    return LoadResult(rules=list(rules.values()), errors=[*builtin.errors, *extra.errors])
 
 
 async def create(

@@ -1,0 +1,40 @@
+"""Which rules are in force: the built-in pack, and files that tune a built-in by its name."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from medic.remediator.service import load_rules
+from medic.remediator.settings import RemediatorSettings
+
+FASTER_S4 = """\
+apiVersion: medic.dev/v1alpha1
+kind: RemediationRule
+metadata: {name: fleet-force-sync-missing-values}
+spec:
+  match: {types: [medic.release], problems: [values_missing], kinds: [BundleDeployment]}
+  for: 10s
+  action: {name: force-reconcile}
+"""
+
+
+def test_builtin_pack_is_loaded_by_default() -> None:
+    loaded = load_rules(RemediatorSettings(actor="test"))
+    assert not loaded.errors
+    assert "fleet-force-sync-missing-values" in {rule.name for rule in loaded.rules}
+
+
+def test_a_rule_file_replaces_the_builtin_of_the_same_name(tmp_path: Path) -> None:
+    (tmp_path / "s4.yaml").write_text(FASTER_S4)
+    builtin = load_rules(RemediatorSettings(actor="test"))
+    tuned = load_rules(RemediatorSettings(actor="test", rules=[tmp_path]))
+    names = [rule.name for rule in tuned.rules]
+    assert len(names) == len(set(names)) == len(builtin.rules)
+    s4 = next(rule for rule in tuned.rules if rule.name == "fleet-force-sync-missing-values")
+    assert s4.spec.for_ == 10.0
+
+
+def test_without_the_builtin_pack_only_the_files_count(tmp_path: Path) -> None:
+    (tmp_path / "s4.yaml").write_text(FASTER_S4)
+    loaded = load_rules(RemediatorSettings(actor="test", rules=[tmp_path], builtin_rules=False))
+    assert [rule.name for rule in loaded.rules] == ["fleet-force-sync-missing-values"]
