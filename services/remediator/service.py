@@ -4,8 +4,9 @@ Results convention: every decision publishes one RemediationResult (id derived f
 rule, outcome and attempt, so a redelivery re-publishes the same id and JetStream stores it
 once). `skipped` results with reason `resolved-within-grace` are never notified (the notifier
 drops them), so a problem that heals during its grace period produces no message. Waits
-(`for:`, preconditions, backoff) are JetStream redeliveries: the handler raises TransientError
-with the delay, the message is not acked, and no state is held in memory.
+(`for:`, preconditions, backoff) are JetStream redeliveries: the handler raises `Deferred` (a
+TransientError logged at info) with the delay, the message is not acked, and no state is held
+in memory.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from medic.remediator.state import StateStore
 from medic.runtime import subjects
 from medic.runtime.bus import Bus
 from medic.runtime.consumer import Consumer, ConsumerSpec, Delivery
-from medic.runtime.errors import TransientError
+from medic.runtime.errors import Deferred, TransientError
 from medic.runtime.kube import KubeClient
 from medic.runtime.lifecycle import ServiceContext
 from medic.schemas import (
@@ -169,7 +170,7 @@ class RemediatorService:
                     decision.rule.rule.spec.limits.backoff * 2 ** max(0, decision.attempt - 1)
                 )
         if waits:
-            raise TransientError("waiting", delay=max(0.2, min(*waits, 30.0)))
+            raise Deferred("waiting", delay=max(0.2, min(*waits, 30.0)))
 
     async def _observe(self, event: Any, key: str) -> None:
         if isinstance(event, EtcdEvent):

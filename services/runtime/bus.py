@@ -95,8 +95,11 @@ class Bus:
 
     @classmethod
     async def connect(cls, settings: NatsSettings, name: str = "medic") -> Bus:
+        client: list[nats.NATS] = []
+
         async def on_disconnect() -> None:
-            log.warning("nats_disconnected")
+            closing = bool(client) and (client[0].is_draining or client[0].is_closed)
+            (log.info if closing else log.warning)("nats_disconnected", closing=closing)
 
         async def on_reconnect() -> None:
             log.info("nats_reconnected")
@@ -119,6 +122,7 @@ class Bus:
         except (OSError, nats.errors.Error, TimeoutError) as exc:
             servers = ", ".join(options["servers"])
             raise BusError(f"cannot connect to NATS at {servers}: {exc!r}") from exc
+        client.append(nc)
         nc.options["max_reconnect_attempts"] = -1
         log.info("nats_connected", servers=options["servers"], name=name)
         return cls(nc, settings)

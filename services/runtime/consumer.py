@@ -26,7 +26,7 @@ from nats.aio.subscription import Subscription
 from nats.js import api
 
 from medic.runtime.bus import Bus
-from medic.runtime.errors import BusError, PermanentError, TransientError
+from medic.runtime.errors import BusError, Deferred, PermanentError, TransientError
 from medic.runtime.metrics import BUS_DEADLETTERS, BUS_HANDLE_SECONDS, BUS_MESSAGES
 from medic.runtime.subjects import StreamSpec
 from medic.schemas import (
@@ -357,15 +357,16 @@ class Consumer:
             await self._dead_letter(msg, delivery, ErrorKind.EXHAUSTED, exc)
             return
         wait = delay if delay is not None else self.spec.nak_delay(delivery.num_delivered)
-        mlog.warning(
-            "handling_failed_will_retry",
-            error=repr(exc),
+        deferred = isinstance(exc, Deferred)
+        (mlog.info if deferred else mlog.warning)(
+            "handling_deferred" if deferred else "handling_failed_will_retry",
+            error=str(exc) if deferred else repr(exc),
             attempt=delivery.num_delivered,
             max_deliver=self.spec.max_deliver,
-            retry_in=wait,
+            retry_in=round(wait, 3),
         )
         await msg.nak(delay=wait)
-        BUS_MESSAGES.labels(self.spec.durable, "nak").inc()
+        BUS_MESSAGES.labels(self.spec.durable, "deferred" if deferred else "nak").inc()
 
     def _letter(  # noqa: PLR0917 - one call site per dead-letter path, all positional facts
         self,

@@ -26,6 +26,10 @@ class TransientError(HandlingError):
         self.delay = delay
 
 
+class Deferred(TransientError):
+    """Not a failure: the handler must come back later (a grace period, a precondition)."""
+
+
 class PermanentError(HandlingError):
     def __init__(self, message: str, field: str | None = None) -> None:
         super().__init__(message)

@@ -78,6 +78,13 @@ def judge(
 ) -> list[Finding]:
     view = item.projection
     findings: list[Finding] = []
+    # First the migration (events of one object are handled in order): re-store through the
+    # served version, then force the reconcile, as the S2 procedure does it.
+    if view.written_version and view.written_version != settings.target_version:
+        evidence = Evidence(
+            fields={"storedVersion": view.written_version, "targetVersion": settings.target_version}
+        )
+        findings.append(Finding(ReleaseProblem.OLD_API_VERSION, (view.written_version,), evidence))
     ready = view.conditions.get(flux.READY)
     stale: list[str] = []
     if ready is not None and ready.status == "False":
@@ -135,11 +142,6 @@ def judge(
         )
         kind, _ = classify(evidence.message)
         findings.append(Finding(ReleaseProblem.STALE_STATUS, tuple(stale), evidence, kind))
-    if view.written_version and view.written_version != settings.target_version:
-        evidence = Evidence(
-            fields={"storedVersion": view.written_version, "targetVersion": settings.target_version}
-        )
-        findings.append(Finding(ReleaseProblem.OLD_API_VERSION, (view.written_version,), evidence))
     return findings
 
 
