@@ -10,6 +10,7 @@ condition until its timeout. Every decision ends in exactly one published result
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -31,11 +32,22 @@ log = structlog.get_logger(__name__)
 Publish = Callable[..., Awaitable[None]]
 
 
+INTERRUPTED = "applied; verification interrupted by shutdown"
+
+
 @dataclass(frozen=True)
 class RunOutcome:
     outcome: Outcome
     reason: str = ""
     plan: Plan | None = None
+
+
+def verified_outcome(verified: bool | None, plan: Plan) -> RunOutcome:
+    if verified is None:
+        return RunOutcome(Outcome.APPLIED, INTERRUPTED, plan)
+    if verified:
+        return RunOutcome(Outcome.SUCCEEDED, "", plan)
+    return RunOutcome(Outcome.FAILED, "not verified in time", plan)
 
 
 class Runner:
@@ -51,6 +63,10 @@ class Runner:
         self.actions = actions
         self.context = context
         self.dry_run = dry_run
+        # Set when the service stops: a verification in progress ends at once (the write is
+        # done and audited; the result says `applied`, not verified) instead of holding the
+        # shutdown for up to the rule's verify timeout until the process is killed.
+        self.stopping = asyncio.Event()
 
     def target_of(self, event: Event) -> ObjectRef | None:
         if isinstance(event, ReleaseEvent):
@@ -92,11 +108,7 @@ class Runner:
             verified = await self._verify(
                 action, plan, spec.verify.timeout, spec.verify.interval, heartbeat
             )
-            return RunOutcome(
-                Outcome.SUCCEEDED if verified else Outcome.FAILED,
-                "" if verified else "not verified in time",
-                plan,
-            )
+            return verified_outcome(verified, plan)
         return RunOutcome(Outcome.FAILED, "kept conflicting with other writers", None)
 
     async def _apply(self, decision: Decision, plan: Plan) -> Any:
@@ -130,7 +142,8 @@ class Runner:
         timeout: float,
         interval: float,
         heartbeat: Callable[[], Awaitable[None]],
-    ) -> bool:
+    ) -> bool | None:
+        """True when verified, False when the time ran out, None when the service stops."""
         deadline = time.monotonic() + timeout
         beat = time.monotonic()
         while True:
@@ -144,7 +157,11 @@ class Runner:
             if time.monotonic() - beat > 10:
                 await heartbeat()
                 beat = time.monotonic()
-            await asyncio.sleep(max(0.05, min(interval, deadline - time.monotonic())))
+            pause = max(0.05, min(interval, deadline - time.monotonic()))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(), pause)
+            if self.stopping.is_set():
+                return None
 
     async def _audit(  # noqa: PLR0917 - internal, called twice
         self,

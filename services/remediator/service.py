@@ -117,8 +117,13 @@ class RemediatorService:
         return Consumer(self.bus, spec, self.handle)
 
     async def run(self, stop: asyncio.Event) -> None:
+        async def relay_stop() -> None:
+            await stop.wait()
+            self.runner.stopping.set()
+
         try:
             async with asyncio.TaskGroup() as tg:
+                tg.create_task(relay_stop())
                 tg.create_task(self.consumer().run(stop))
                 if self.rules_kv is not None:
                     tg.create_task(self.watch_rules(stop))
@@ -202,7 +207,7 @@ class RemediatorService:
             outcome, reason, plan = Outcome.ESCALATED, decision.reason, None
         else:
             outcome, reason, plan = Outcome.SKIPPED, decision.reason, None
-        if outcome in {Outcome.SUCCEEDED, Outcome.FAILED}:
+        if outcome in {Outcome.SUCCEEDED, Outcome.FAILED, Outcome.APPLIED}:
             await self.state.record_attempt(decision.name, key, outcome.value, started)
             if await self.state.record_rule_run(decision.rule, outcome is Outcome.FAILED, started):
                 bound.warning("circuit_breaker_opened")
