@@ -29,6 +29,13 @@ class FleetSettings(BaseModel):
     filter: ObjectFilter = Field(default_factory=ObjectFilter)
     watch: WatchOptions = Field(default_factory=WatchOptions)
     tick: float = Field(default=5.0, gt=0)
+    missing_after: float = Field(
+        default=2.0,
+        ge=0,
+        description="Seconds a values Secret must stay missing before it is reported: the "
+        "BundleDeployment and Secret watches are not ordered, so a new bundle is often seen "
+        "a moment before its Secret.",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +61,7 @@ def project(obj: dict[str, Any]) -> BundleView:
 
 
 class FleetSource(ObjectSource[BundleView]):
+    missing_after: float
     secrets: set[tuple[str, str]]
     missing_since: dict[tuple[str, str], datetime]
     secrets_synced: asyncio.Event
@@ -70,6 +78,8 @@ class FleetSource(ObjectSource[BundleView]):
         key = (view.namespace, view.name)
         if self.secrets_synced.is_set() and key not in self.secrets:
             since = self.missing_since.setdefault(key, now)
+            if (now - since).total_seconds() < self.missing_after:
+                return findings  # judged again on the next tick
             evidence = Evidence(
                 message=f'values secret "{view.name}" not found',
                 age_seconds=(now - since).total_seconds(),
@@ -124,6 +134,7 @@ def create(settings: BaseModel, context: SourceContext) -> Source:
         tick=settings.tick,
         watch=settings.watch,
     )
+    source.missing_after = settings.missing_after
     source.secrets = set()
     source.missing_since = {}
     source.secrets_synced = asyncio.Event()
