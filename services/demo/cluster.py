@@ -29,7 +29,7 @@ def _annotations(obj: Obj) -> dict[str, str]:
 
 @dataclass
 class HelmController:
-    """helm-controller: a new `requestedAt` token is handled; with `healthy` the release is Ready."""
+    """helm-controller: a new `requestedAt` token is handled; `healthy`: the release gets Ready."""
 
     healthy: bool = True
     only: set[tuple[str, str]] | None = None  # (namespace, name) it answers for; None = all
@@ -108,7 +108,7 @@ class FleetAgent:
 
 @dataclass
 class EtcdDruid:
-    """etcd-druid: an operation annotation applied again (after a removal) is handled and removed."""
+    """etcd-druid: an operation annotation re-applied after a removal is handled, then removed."""
 
     healthy: bool = True
     removed: set[tuple[str, str]] = field(default_factory=set)

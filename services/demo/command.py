@@ -42,7 +42,7 @@ async def wait_ready(port: int, timeout: float = 30.0) -> None:
         while True:
             try:
                 async with session.get(url, timeout=aiohttp.ClientTimeout(total=1)) as reply:
-                    if reply.status == 200:  # noqa: PLR2004 - HTTP OK
+                    if reply.status == 200:
                         return
             except aiohttp.ClientError:
                 pass
@@ -64,9 +64,7 @@ async def run_demo(
         stop = asyncio.Event()
         try:
             async with asyncio.TaskGroup() as tg:
-                services = tg.create_task(
-                    run_services(settings, "medic-demo", SERVICES, stop)
-                )
+                services = tg.create_task(run_services(settings, "medic-demo", SERVICES, stop))
                 await wait_ready(settings.health.port)
                 observer.note("cluster", "", "watcher, remediator and notifier are ready")
                 play.stage(stack, chosen, observer)
@@ -90,7 +88,9 @@ def demo(
         list[str] | None, typer.Option("--scenario", "-s", help="Play only these (e.g. S1).")
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for every outcome.")] = 90.0,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Plan only: nothing is written.")] = False,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Plan only: nothing is written.")
+    ] = False,
     data_dir: Annotated[
         Path | None, typer.Option(help="Keep NATS, sandbox and etcd data here (default: temp).")
     ] = None,

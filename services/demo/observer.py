@@ -31,6 +31,7 @@ from medic.schemas import (
 )
 
 FINAL = frozenset({Outcome.SUCCEEDED, Outcome.FAILED, Outcome.ESCALATED, Outcome.NO_OP})
+FINAL_OR_PLANNED = FINAL | {Outcome.PLANNED}
 ACTED = frozenset({Outcome.APPLIED, Outcome.SUCCEEDED, Outcome.FAILED, Outcome.PLANNED})
 
 
@@ -57,6 +58,18 @@ class Story:
         outcomes = [r.data.outcome for _, r in self.results if r.data.rule == rule]
         finals = [o for o in outcomes if o in FINAL or o is Outcome.PLANNED]
         return finals[-1] if finals else None
+
+    def told(self, rule: str) -> bool:
+        """Whether people were told (delivered, failed or parked) after the rule's final result."""
+        final = [
+            (t, r)
+            for t, r in self.results
+            if r.data.rule == rule and r.data.outcome in FINAL_OR_PLANNED
+        ]
+        if not final:
+            return False
+        at, result = final[-1]
+        return any(n.data.result_id == result.id or t >= at for t, n in self.notifications)
 
     def first(self, items: Sequence[tuple[float, object]]) -> float | None:
         return items[0][0] if items else None
@@ -159,8 +172,8 @@ class Observer:
             key = self._result_story.get(message.data.result_id)
             if key is not None:
                 self.stories[key].notifications.append((at, message))
-                data = message.data
-                self.note("notified", key, f"{data.channel}: {data.status.value}")
+                sent = message.data
+                self.note("notified", key, f"{sent.channel}: {sent.status.value}")
         elif isinstance(message, DeadLetter):
             self.dead_letters.append(message)
             self.note("dead-letter", "", f"{message.data.subject}: {message.data.error}")

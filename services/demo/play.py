@@ -66,7 +66,7 @@ def settled(observer: Observer, scenario: Scenario, quiet_window: float) -> bool
     story = observer.stories[scenario.key]
     if scenario.quiet:
         return story.staged_at is not None and observer.now() - story.staged_at >= quiet_window
-    return all(story.final(rule) is not None for rule, _ in scenario.expect)
+    return all(story.final(rule) is not None and story.told(rule) for rule, _ in scenario.expect)
 
 
 async def wait_settled(

@@ -58,8 +58,9 @@ def judge(observer: Observer, store: SandboxStore, scenario: Scenario) -> Scenar
         finals = {rule: story.final(rule) for rule, _ in scenario.expect}
         observed = ", ".join(o.value if o else "nothing" for o in finals.values())
         for rule, wanted in scenario.expect:
-            if finals[rule] is not wanted:
-                got = finals[rule].value if finals[rule] else "no final result"
+            final = finals[rule]
+            if final is not wanted:
+                got = final.value if final is not None else "no final result"
                 problems.append(f"rule {rule}: expected {wanted.value}, got {got}")
         delivered = [n for _, n in story.notifications if n.data.status.value == "delivered"]
         if not delivered:
@@ -122,9 +123,15 @@ def table(report: Report) -> str:
         )
         for r in report.scenarios
     ]
-    rows += [(key, "-", "-", f"not run: {why}", "-", "-", "-", "NO") for key, why in report.not_run.items()]
+    rows += [
+        (key, "-", "-", f"not run: {why}", "-", "-", "-", "NO")
+        for key, why in report.not_run.items()
+    ]
     widths = [max(len(str(row[i])) for row in (header, *rows)) for i in range(len(header))]
-    lines = [" | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) for row in (header, *rows)]
+    lines = [
+        " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True))
+        for row in (header, *rows)
+    ]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     for r in report.scenarios:
         lines.extend(f"  {r.key}: {problem}" for problem in r.problems)

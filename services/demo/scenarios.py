@@ -175,7 +175,11 @@ def deployer_rbac(namespace: str, identity: str = "default") -> tuple[Obj, Obj]:
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "RoleBinding",
         "metadata": {"name": "helm-deployer", "namespace": namespace},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "helm-deployer"},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "Role",
+            "name": "helm-deployer",
+        },
         "subjects": [{"kind": "ServiceAccount", "name": identity, "namespace": namespace}],
     }
     return role, binding
@@ -239,7 +243,7 @@ def s4(
         expect=() if heals else ((S4_FORCE, Outcome.SUCCEEDED),),
         quiet=heals,
         verify=verify,
-        heals_after=2.0 if heals else None,
+        heals_after=4.0 if heals else None,
     )
 
 
@@ -266,8 +270,8 @@ def healthy(namespace: str = "healthy") -> Scenario:
     staged = (
         objects.helmrelease("web", namespace, status=objects.ready_status("web", namespace)),
         helm_objects.release_secret("web", namespace, modified_ago=900),
+        objects.values_secret("web", namespace),  # before its BundleDeployment, as Fleet does
         objects.bundledeployment("web", namespace),
-        objects.values_secret("web", namespace),
         objects.gardener_etcd("etcd-web", namespace, operation=False),
     )
 

@@ -40,6 +40,8 @@ class Timings:
     fleet_grace: float = 6.0  # S4 rule `for` (shipped: 2 min)
     operation_after: float = 2.0  # S5 watcher threshold (shipped: 5 min)
     pending_after: float = 60.0  # S3 watcher threshold (staged locks are 15 min old)
+    verify_timeout: float = 10.0  # longest verification (shipped: 30 s to 5 min)
+    backoff: float = 2.0  # longest wait between attempts (shipped: 30 s to 2 min)
     tick: float = 0.5  # how often watcher sources re-judge what they hold
     probe_interval: float = 0.3  # etcd probe rounds
     probe_stable_after: float = 1.0  # etcd quiet this long = `stable`
@@ -57,7 +59,12 @@ def tuned_rules(timings: Timings, *, dry_run: bool = False) -> list[Rule]:
             update["preconditions"] = spec.preconditions.model_copy(
                 update={"etcd_stable_for": timings.etcd_stable_for}
             )
-        update["verify"] = spec.verify.model_copy(update={"interval": 0.2})
+        update["verify"] = spec.verify.model_copy(
+            update={"interval": 0.2, "timeout": min(spec.verify.timeout, timings.verify_timeout)}
+        )
+        update["limits"] = spec.limits.model_copy(
+            update={"backoff": min(spec.limits.backoff, timings.backoff)}
+        )
         tuned.append(rule.model_copy(update={"spec": spec.model_copy(update=update)}))
     return tuned
 
@@ -93,7 +100,7 @@ class Stack:
 
     @classmethod
     @contextlib.asynccontextmanager
-    async def start(  # noqa: PLR0913 - every knob is a keyword with a default
+    async def start(
         cls,
         directory: Path | None = None,
         *,
@@ -150,7 +157,7 @@ async def _start_etcd(
     return cluster, None
 
 
-def service_settings(  # noqa: PLR0913 - the settings file has this many parts
+def service_settings(
     *,
     nats_url: str,
     kubeconfig: Path,

@@ -95,7 +95,7 @@ class Bus:
 
     @classmethod
     async def connect(cls, settings: NatsSettings, name: str = "medic") -> Bus:
-        client: list[nats.NATS] = []
+        client: list[Client] = []
 
         async def on_disconnect() -> None:
             closing = bool(client) and (client[0].is_draining or client[0].is_closed)

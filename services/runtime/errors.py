@@ -26,7 +26,7 @@ class TransientError(HandlingError):
         self.delay = delay
 
 
-class Deferred(TransientError):
+class Deferred(TransientError):  # noqa: N818 - not an error: "come back later"
     """Not a failure: the handler must come back later (a grace period, a precondition)."""
 
 

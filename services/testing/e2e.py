@@ -1,0 +1,179 @@
+"""The end-to-end rig: a demo `Stack`, receivers for Slack and signed webhooks, and the three
+services as separate OS processes (`python -m medic.cli watcher|remediator|notifier`).
+
+Every process reads the stack's settings file (`MEDIC_CONFIG`) and gets its own health port;
+the rig waits until each answers `/readyz`, and on exit stops them with SIGTERM and records
+their exit codes and logs, so a test can also assert a clean shutdown.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiohttp
+
+from medic.demo import play, report
+from medic.demo.observer import Observer
+from medic.demo.scenarios import Scenario
+from medic.demo.stack import Controllers, Stack, Timings
+from medic.runtime.bus import Bus
+from medic.runtime.embedded_nats import free_port
+from medic.runtime.settings import NatsSettings
+from medic.schemas import AuditEntry, Message, RemediationResult
+from medic.testing.notifier import stream_messages
+from medic.testing.processes import ServiceProcess
+from medic.testing.receivers import SlackReceiver, StandardWebhookReceiver
+from medic.testing.waiting import eventually
+
+SERVICES = ("watcher", "remediator", "notifier")
+WEBHOOK_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+
+@dataclass
+class Rig:
+    stack: Stack
+    observer: Observer
+    slack: SlackReceiver
+    webhook: StandardWebhookReceiver
+    processes: dict[str, ServiceProcess]
+    bus: Bus
+    exit_codes: dict[str, int] = field(default_factory=dict)
+
+    async def messages(self, stream: str) -> list[Message]:
+        return await stream_messages(self.bus, stream)
+
+    async def audit(self) -> list[AuditEntry]:
+        return [m for m in await self.messages("MEDIC_AUDIT") if isinstance(m, AuditEntry)]
+
+    async def results(self) -> list[RemediationResult]:
+        found = await self.messages("MEDIC_RESULTS")
+        return [m for m in found if isinstance(m, RemediationResult)]
+
+    def logs(self) -> dict[str, str]:
+        return {name: p.logs() for name, p in self.processes.items()}
+
+
+async def wait_ready(port: int, process: ServiceProcess, timeout: float = 40.0) -> None:
+    url = f"http://127.0.0.1:{port}/readyz"
+    async with asyncio.timeout(timeout), aiohttp.ClientSession() as session:
+        while True:
+            if not process.running:
+                raise RuntimeError(f"medic {process.service} exited:\n{process.logs()[-3000:]}")
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(url, timeout=aiohttp.ClientTimeout(total=1)) as reply:
+                    if reply.status == 200:
+                        return
+            await asyncio.sleep(0.1)
+
+
+@contextlib.asynccontextmanager
+async def running(
+    directory: Path,
+    scenarios: Sequence[Scenario],
+    *,
+    with_etcd: bool = False,
+    dry_run: bool = False,
+    controllers: Controllers | None = None,
+    timings: Timings | None = None,
+) -> AsyncIterator[Rig]:
+    async with (
+        SlackReceiver() as slack,
+        StandardWebhookReceiver(WEBHOOK_SECRET) as webhook,
+    ):
+        channels = [
+            {"name": "slack", "type": "slack", "options": {"webhook_url": slack.webhook_url}},
+            {
+                "name": "hooks",
+                "type": "webhook",
+                "options": {"url": webhook.url, "secret": WEBHOOK_SECRET},
+            },
+        ]
+        async with Stack.start(
+            directory,
+            with_etcd=with_etcd,
+            dry_run=dry_run,
+            channels=channels,
+            controllers=controllers,
+            timings=timings,
+        ) as stack:
+            observer = Observer(scenarios)
+            await observer.start(stack.nats.url)
+            bus = await Bus.connect(NatsSettings(urls=[stack.nats.url]), name="e2e-test")
+            processes: dict[str, ServiceProcess] = {}
+            rig = Rig(stack, observer, slack, webhook, processes, bus)
+            try:
+                ports = {name: free_port() for name in SERVICES}
+                for name in SERVICES:
+                    env = {"MEDIC_CONFIG": str(stack.config_path)}
+                    env["MEDIC_HEALTH__PORT"] = str(ports[name])
+                    processes[name] = ServiceProcess(name, env, directory / f"{name}.log")
+                    processes[name].start()
+                for name in SERVICES:
+                    await wait_ready(ports[name], processes[name])
+                yield rig
+            finally:
+                for name, process in processes.items():
+                    rig.exit_codes[name] = await process.stop()
+                await bus.close()
+                await observer.stop()
+
+
+# ------------------------------------------------------------------ what the tests assert
+def timeline(rig: Rig) -> str:
+    return "\n".join(
+        f"{e.at:6.2f}s {e.stage:<9} {e.scenario:<8} {e.text}" for e in rig.observer.entries
+    )
+
+
+async def settle(rig: Rig, scenarios: Sequence[Scenario], timeout: float = 60.0) -> None:
+    quiet_window = rig.stack.timings.fleet_grace + 3.0
+    done = await play.wait_settled(rig.observer, scenarios, quiet_window, timeout)
+    assert done, f"not settled within {timeout}s:\n{timeline(rig)}"
+
+
+def assert_verdict(rig: Rig, scenario: Scenario) -> report.ScenarioReport:
+    verdict = report.judge(rig.observer, rig.stack.store, scenario)
+    assert verdict.ok, f"{verdict.problems}\n{timeline(rig)}"
+    return verdict
+
+
+async def audit_for(rig: Rig, scenario: Scenario) -> list[AuditEntry]:
+    target = scenario.target
+    return [
+        entry
+        for entry in await rig.audit()
+        if entry.data.object.kind == target.kind
+        and entry.data.object.name == target.name
+        and (entry.data.object.namespace or "") == target.namespace
+    ]
+
+
+async def assert_told_people(rig: Rig, scenario: Scenario, outcome: str) -> None:
+    """Slack got a message naming the object and outcome; the webhook a signed JSON body."""
+    name = scenario.target.name
+
+    def slack_told() -> list[str]:
+        return [
+            p.text for p in rig.slack.posted if name in p.text and outcome.upper() in p.text.upper()
+        ]
+
+    def webhook_told() -> list[str]:
+        bodies = [json.dumps(json.loads(r.body)) for r in rig.webhook.verified]
+        return [b for b in bodies if name in b and f'"{outcome}"' in b]
+
+    async def both() -> bool:
+        return bool(slack_told()) and bool(webhook_told())
+
+    await eventually(both, timeout=20.0)
+    assert not rig.webhook.rejected
+
+
+def assert_clean_exit(rig: Rig) -> None:
+    assert rig.exit_codes == {"watcher": 0, "remediator": 0, "notifier": 0}, rig.exit_codes
+    for name, text in rig.logs().items():
+        assert "Traceback" not in text, f"{name}:\n{text[-4000:]}"

@@ -1,0 +1,178 @@
+"""S1-S5 end to end: `medic watcher`, `medic remediator` and `medic notifier` as separate
+processes on a real nats-server, the Kubernetes API sandbox with the controllers played, and a
+real three-member etcd for S1. Each test asserts the final cluster state, the audit trail and
+what Slack and the signed webhook received, and that every service shut down cleanly.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from medic.demo import play, scenarios
+from medic.demo.cluster import EtcdDruid, HelmController
+from medic.demo.stack import Controllers
+from medic.schemas import EtcdCondition, EtcdEvent
+from medic.testing import e2e
+from medic.testing.e2e import (
+    assert_clean_exit,
+    assert_told_people,
+    assert_verdict,
+    audit_for,
+    settle,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+
+
+@pytest.mark.etcd
+async def test_s1_retry_waits_until_etcd_is_stable_after_its_leader_was_killed(
+    tmp_path: Path,
+) -> None:
+    s1 = scenarios.s1()
+    async with e2e.running(tmp_path, [s1], with_etcd=True) as rig:
+        s1.stage(rig.stack.store)
+        rig.observer.staged(s1)
+        await play.kill_etcd_leader(rig.stack, rig.observer)
+        await settle(rig, [s1])
+        await assert_told_people(rig, s1, "succeeded")
+        assert_verdict(rig, s1)
+        written = [a for a in await audit_for(rig, s1) if a.data.outcome == "written"]
+        assert len(written) == 1
+        assert written[0].data.action == "retry"
+        etcd = [e for e in await rig.messages("MEDIC_EVENTS") if isinstance(e, EtcdEvent)]
+        changes = [e for e in etcd if e.data.condition is EtcdCondition.LEADER_CHANGED]
+        assert changes, "the probe saw no leader change"
+        stable = [
+            e
+            for e in etcd
+            if e.data.condition is EtcdCondition.STABLE and e.time > changes[-1].time
+        ]
+        assert stable, "etcd was never reported stable after the leader change"
+        since = stable[0].data.stable_since
+        assert since is not None
+        wait = timedelta(seconds=rig.stack.timings.etcd_stable_for)
+        assert written[0].time >= since + wait, (written[0].time, since)
+        assert written[0].time > changes[-1].time
+    assert_clean_exit(rig)
+
+
+async def test_s2_migrates_then_forces_a_reconcile(tmp_path: Path) -> None:
+    s2 = scenarios.s2()
+    async with e2e.running(tmp_path, [s2]) as rig:
+        play.stage(rig.stack, [s2], rig.observer)
+        await settle(rig, [s2])
+        await assert_told_people(rig, s2, "succeeded")
+        assert_verdict(rig, s2)
+        actions = [a.data.action for a in await audit_for(rig, s2) if a.data.outcome == "written"]
+        assert actions == ["migrate-api-version", "force-reconcile"]
+    assert_clean_exit(rig)
+
+
+async def test_s3_backs_up_then_marks_the_stuck_revision_failed(tmp_path: Path) -> None:
+    s3 = scenarios.s3()
+    async with e2e.running(tmp_path, [s3]) as rig:
+        play.stage(rig.stack, [s3], rig.observer)
+        await settle(rig, [s3])
+        await assert_told_people(rig, s3, "succeeded")
+        assert_verdict(rig, s3)
+        (entry,) = [a for a in await audit_for(rig, s3) if a.data.outcome == "written"]
+        assert entry.data.backup_id, "no backup before the Helm storage write"
+        assert entry.data.before is not None
+        assert entry.data.after is not None
+    assert_clean_exit(rig)
+
+
+async def test_s3_with_rbac_still_broken_escalates_and_touches_nothing(tmp_path: Path) -> None:
+    broken = scenarios.s3(rbac_fixed=False)
+    async with e2e.running(tmp_path, [broken]) as rig:
+        play.stage(rig.stack, [broken], rig.observer)
+        await settle(rig, [broken])
+        await assert_told_people(rig, broken, "escalated")
+        assert_verdict(rig, broken)
+        assert not [a for a in await audit_for(rig, broken) if a.data.outcome == "written"]
+        (escalated,) = [r for r in await rig.results() if r.data.outcome.value == "escalated"]
+        assert escalated.data.diagnosis["allowed"]["update"] is False
+    assert_clean_exit(rig)
+
+
+async def test_s4_waits_out_the_grace_period_and_forces_only_the_stuck_bundle(
+    tmp_path: Path,
+) -> None:
+    stuck = scenarios.s4()
+    heals = scenarios.s4(name="catalog", heals=True)
+    async with e2e.running(tmp_path, [stuck, heals]) as rig:
+        play.stage(rig.stack, [stuck, heals], rig.observer)
+        await play.disturb(rig.stack, [stuck, heals], rig.observer)
+        await settle(rig, [stuck, heals])
+        await assert_told_people(rig, stuck, "succeeded")
+        assert_verdict(rig, stuck)
+        assert_verdict(rig, heals)
+        story = rig.observer.stories[stuck.key]
+        first_write = story.first(story.audits)
+        assert story.staged_at is not None
+        assert first_write is not None
+        assert first_write - story.staged_at >= rig.stack.timings.fleet_grace
+        assert not await audit_for(rig, heals)
+        assert not [p for p in rig.slack.posted if "catalog" in p.text]
+        assert not [r for r in rig.webhook.requests if b"catalog" in r.body]
+    assert_clean_exit(rig)
+
+
+async def test_s5_reapplies_the_operation_annotation(tmp_path: Path) -> None:
+    s5 = scenarios.s5()
+    async with e2e.running(tmp_path, [s5]) as rig:
+        play.stage(rig.stack, [s5], rig.observer)
+        await settle(rig, [s5])
+        await assert_told_people(rig, s5, "succeeded")
+        assert_verdict(rig, s5)
+        assert len([a for a in await audit_for(rig, s5) if a.data.outcome == "written"]) == 1
+    assert_clean_exit(rig)
+
+
+async def test_s5_escalates_when_druid_never_answers_the_retry(tmp_path: Path) -> None:
+    s5 = scenarios.s5()
+    stuck = scenarios.Scenario(
+        key="S5-stuck",
+        title="etcd-druid does not clear the annotation",
+        target=s5.target,
+        objects=s5.objects,
+        expect=((scenarios.S5_REAPPLY, scenarios.Outcome.ESCALATED),),
+        verify=lambda _store: None,
+    )
+    controllers = Controllers(druid=EtcdDruid(healthy=False), helm=HelmController())
+    async with e2e.running(tmp_path, [stuck], controllers=controllers) as rig:
+        play.stage(rig.stack, [stuck], rig.observer)
+        await settle(rig, [stuck])
+        await assert_told_people(rig, stuck, "escalated")
+        assert_verdict(rig, stuck)
+        assert s5.check(rig.stack.store) == "operation annotation still there"
+    assert_clean_exit(rig)
+
+
+async def test_healthy_objects_get_no_action_and_no_message(tmp_path: Path) -> None:
+    healthy = scenarios.healthy()
+    async with e2e.running(tmp_path, [healthy]) as rig:
+        play.stage(rig.stack, [healthy], rig.observer)
+        await settle(rig, [healthy])
+        assert_verdict(rig, healthy)
+        assert not await rig.results()
+        assert not await rig.audit()
+        assert not rig.slack.requests
+        assert not rig.webhook.requests
+    assert_clean_exit(rig)
+
+
+async def test_dry_run_plans_every_fix_and_leaves_the_cluster_untouched(tmp_path: Path) -> None:
+    chosen = [scenarios.s2(), scenarios.s3(), scenarios.s5()]
+    planned = [scenarios.as_dry_run(s) for s in chosen]
+    async with e2e.running(tmp_path, planned, dry_run=True) as rig:
+        play.stage(rig.stack, planned, rig.observer)
+        await settle(rig, planned)
+        for scenario in planned:
+            assert_verdict(rig, scenario)
+        assert {a.data.outcome for a in await rig.audit()} <= {"dry-run"}
+        await assert_told_people(rig, planned[1], "planned")
+    assert_clean_exit(rig)
