@@ -60,6 +60,8 @@ async def test_console_channel_writes_readable_text() -> None:
     await channel.send(render_result(make_result(outcome=Outcome.ESCALATED), TemplateSet()))
     assert "[console]" in out.getvalue()
     assert "ESCALATED" in out.getvalue()
+    assert ":rotating_light:" not in out.getvalue()  # Slack shortcodes shown as symbols
+    assert "\N{POLICE CARS REVOLVING LIGHT}" in out.getvalue()
 
 
 def test_escalation_tells_everything_it_knows() -> None:

@@ -16,6 +16,24 @@ class ConsoleOptions(BaseModel):
     stream: str = "stdout"
 
 
+# The Slack shortcodes the templates use, as a terminal shows them.
+SHORTCODES = {
+    ":white_check_mark:": "\N{WHITE HEAVY CHECK MARK}",
+    ":wrench:": "\N{WRENCH}",
+    ":memo:": "\N{MEMO}",
+    ":zzz:": "\N{SLEEPING SYMBOL}",
+    ":fast_forward:": "\N{BLACK RIGHT-POINTING DOUBLE TRIANGLE}",
+    ":x:": "\N{CROSS MARK}",
+    ":rotating_light:": "\N{POLICE CARS REVOLVING LIGHT}",
+}
+
+
+def plain(text: str) -> str:
+    for code, symbol in SHORTCODES.items():
+        text = text.replace(code, symbol)
+    return text
+
+
 class ConsoleChannel:
     supports_threads = False
 
@@ -25,7 +43,7 @@ class ConsoleChannel:
 
     async def send(self, rendered: Rendered) -> DeliveryReceipt:
         rule = "─" * 72
-        self.out.write(f"{rule}\n[{self.name}] {rendered.text}\n")
+        self.out.write(f"{rule}\n[{self.name}] {plain(rendered.text)}\n")
         self.out.flush()
         return DeliveryReceipt()
 
