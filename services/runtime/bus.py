@@ -9,6 +9,7 @@ Consuming lives in `medic.runtime.consumer`; this module does not know Kubernete
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ssl
 from collections.abc import Iterable, Sequence
 from typing import Any
@@ -112,17 +113,24 @@ class Bus:
         # max_reconnect_attempts to the first connection too, so -1 would retry it forever.
         # Once connected, reconnect forever.
         options["max_reconnect_attempts"] = INITIAL_CONNECT_ATTEMPTS
+        # Some failures (e.g. a server that drops the TLS handshake of a client whose certificate
+        # it rejects) make nats-py retry past max_reconnect_attempts: bound the whole start too.
+        budget = INITIAL_CONNECT_ATTEMPTS * (settings.connect_timeout + settings.reconnect_wait)
+        nc = Client()
+        client.append(nc)
         try:
-            nc = await nats.connect(
-                **options,
-                disconnected_cb=on_disconnect,
-                reconnected_cb=on_reconnect,
-                error_cb=on_error,
-            )
+            async with asyncio.timeout(budget + 1.0):
+                await nc.connect(
+                    **options,
+                    disconnected_cb=on_disconnect,
+                    reconnected_cb=on_reconnect,
+                    error_cb=on_error,
+                )
         except (OSError, nats.errors.Error, TimeoutError) as exc:
+            with contextlib.suppress(nats.errors.Error, OSError, TimeoutError):
+                await asyncio.wait_for(nc.close(), timeout=2.0)
             servers = ", ".join(options["servers"])
             raise BusError(f"cannot connect to NATS at {servers}: {exc!r}") from exc
-        client.append(nc)
         nc.options["max_reconnect_attempts"] = -1
         log.info("nats_connected", servers=options["servers"], name=name)
         return cls(nc, settings)
