@@ -12,6 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import yaml
+
 from medic.sandbox import SandboxStore
 from medic.schemas import Outcome
 from medic.testing import helm as helm_objects
@@ -24,6 +26,7 @@ HR_V2 = flux.api_version("v2")
 S1_RETRY = "flux-retry-after-transient-etcd-error"
 S2_MIGRATE = "flux-migrate-old-api-version"
 S2_FORCE = "flux-force-reconcile-stale-status"
+S2_DRIFT = "flux-report-drift-loop"
 S3_CLEAR = "helm-clear-stuck-pending-release"
 S4_FORCE = "fleet-force-sync-missing-values"
 S5_REAPPLY = "gardener-reapply-stuck-operation"
@@ -93,6 +96,8 @@ def _manager(obj: Obj) -> str:
         "BundleDeployment": "fleet-agent",
         gardener.KIND: "etcd-druid",
         "Secret": "helm",
+        "Deployment": "kube-controller-manager",
+        "Event": "helm-controller",
     }.get(obj.get("kind", ""), "kubectl")
 
 
@@ -153,6 +158,75 @@ def s2(namespace: str = "apps", name: str = "frontend", dependency: str = "backe
         objects=(ready_dep, stale),
         expect=((S2_MIGRATE, Outcome.SUCCEEDED), (S2_FORCE, Outcome.SUCCEEDED)),
         verify=verify,
+    )
+
+
+def deployment(name: str, namespace: str, replicas: int) -> Obj:
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {
+                "metadata": {"labels": {"app": name}},
+                "spec": {
+                    "containers": [{"name": name, "image": "ghcr.io/stefanprodan/podinfo:6.5.4"}]
+                },
+            },
+        },
+    }
+
+
+def drift_event(release: Obj, count: int, drifted: str) -> Obj:
+    """helm-controller's DriftDetected Event (aggregated by the API server: `count`)."""
+    meta = release["metadata"]
+    name, namespace = meta["name"], meta["namespace"]
+    message = (
+        f"Cluster state of release {namespace}/{name}.v1 has drifted from the desired state:\n"
+        f"{drifted}"
+    )
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{name}.drift", "namespace": namespace},
+        "involvedObject": {
+            "apiVersion": release["apiVersion"],
+            "kind": flux.KIND,
+            "name": name,
+            "namespace": namespace,
+        },
+        "reason": flux.DRIFT_DETECTED,
+        "message": message,
+        "type": "Warning",
+        "count": count,
+        "source": {"component": "helm-controller"},
+        "firstTimestamp": objects.timestamp(ago=600),
+        "lastTimestamp": objects.timestamp(),
+    }
+
+
+def s2_drift(namespace: str = "apps", name: str = "api") -> Scenario:
+    """An HPA keeps scaling a Deployment helm-controller keeps scaling back (drift detection on)."""
+    release = objects.helmrelease(name, namespace, status=objects.ready_status(name, namespace))
+    release["spec"]["driftDetection"] = {"mode": "enabled"}
+    desired = deployment(name, namespace, replicas=2)
+    manifest = "---\n# Source: podinfo/templates/deployment.yaml\n" + yaml.safe_dump(desired)
+    stored = helm_objects.release_secret(name, namespace, modified_ago=3600, manifest=manifest)
+    summary = f"Deployment/{namespace}/{name} changed (0 additions, 1 changes, 0 removals)"
+    return Scenario(
+        key="S2-drift",
+        title="Drift-correction loop (an HPA rescales what helm-controller scales back): report it",
+        target=Target(HR_V2, flux.KIND, namespace, name),
+        objects=(
+            release,
+            stored,
+            deployment(name, namespace, replicas=5),  # as the HPA left it
+            drift_event(release, count=4, drifted=summary),
+        ),
+        expect=((S2_DRIFT, Outcome.ESCALATED),),
+        verify_untouched=True,
     )
 
 
@@ -287,7 +361,16 @@ def healthy(namespace: str = "healthy") -> Scenario:
 
 def all_scenarios() -> list[Scenario]:
     """What `medic demo` plays: the five scenarios, S4's self-healing twin, healthy objects."""
-    return [s1(), s2(), s3(), s4(), s4(name="catalog", heals=True), s5(), healthy()]
+    return [
+        s1(),
+        s2(),
+        s2_drift(),
+        s3(),
+        s4(),
+        s4(name="catalog", heals=True),
+        s5(),
+        healthy(),
+    ]
 
 
 def as_dry_run(scenario: Scenario) -> Scenario:

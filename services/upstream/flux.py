@@ -7,7 +7,9 @@ Not for talking to a cluster: only names and the reconcile-request protocol that
 
 from __future__ import annotations
 
-from typing import Final
+import re
+from dataclasses import dataclass
+from typing import Any, Final
 
 GROUP: Final = "helm.toolkit.fluxcd.io"
 KIND: Final = "HelmRelease"
@@ -65,3 +67,59 @@ DEPENDENCY_NOT_READY_TEXT: Final = "is not ready"
 
 def api_version(version: str) -> str:
     return f"{GROUP}/{version}"
+
+
+# --------------------------------------------------------------------------- drift detection
+# helm-controller internal/reconcile/atomic_release.go emits, on every reconcile that finds the
+# cluster changed, a Warning Event `DriftDetected` "Cluster state of release <ns>/<name>.v<N>
+# has drifted from the desired state:\n<summary>", one summary line per object
+# (internal/diff/summarize.go): "Deployment/tenant-y/touched-me changed (1 additions, 3 changes,
+# 2 removals)", "Secret/ns/naughty removed", "ClusterIssuer/letsencrypt excluded". With
+# `spec.driftDetection.mode: enabled` it then corrects the drift (`DriftCorrected`), and a
+# controller that changes the field back (an HPA on /spec/replicas) makes that a loop, which
+# `spec.driftDetection.ignore: [{paths: [...], target: {kind, name}}]` ends.
+DRIFT_DETECTED: Final = "DriftDetected"
+DRIFT_CORRECTED: Final = "DriftCorrected"
+DRIFT_HEADER: Final = "has drifted from the desired state"
+DRIFT_IGNORE_PATH: Final = ("spec", "driftDetection", "ignore")
+_DRIFT_LINE: Final = re.compile(
+    r"^(?P<kind>[A-Za-z0-9]+)/(?:(?P<namespace>[^/\s]+)/)?(?P<name>[^/\s]+) "
+    r"(?P<change>changed|removed|excluded|unchanged)\b"
+)
+
+
+@dataclass(frozen=True)
+class DriftedObject:
+    kind: str
+    namespace: str | None
+    name: str
+    change: str  # changed | removed | excluded | unchanged
+
+    def __str__(self) -> str:
+        where = f"{self.namespace}/" if self.namespace else ""
+        return f"{self.kind}/{where}{self.name} {self.change}"
+
+
+def drifted_objects(message: str) -> list[DriftedObject]:
+    """The objects a `DriftDetected` message names (its summary lines), in order."""
+    found: list[DriftedObject] = []
+    for line in message.splitlines():
+        match = _DRIFT_LINE.match(line.strip())
+        if match:
+            found.append(
+                DriftedObject(match["kind"], match["namespace"], match["name"], match["change"])
+            )
+    return found
+
+
+def release_name(helmrelease: dict[str, Any]) -> tuple[str, str]:
+    """(Helm release name, storage namespace) of a HelmRelease, as helm-controller derives them
+    (api/v2 helmrelease_types.go GetReleaseName / GetStorageNamespace; names over 53
+    characters, which v2 shortens with a hash, are not handled)."""
+    metadata = helmrelease.get("metadata") or {}
+    spec = helmrelease.get("spec") or {}
+    name = str(metadata.get("name", ""))
+    namespace = str(metadata.get("namespace", ""))
+    target = spec.get("targetNamespace")
+    release = spec.get("releaseName") or (f"{target}-{name}" if target else name)
+    return str(release), str(spec.get("storageNamespace") or namespace)

@@ -71,6 +71,28 @@ async def test_s2_migrates_then_forces_a_reconcile(tmp_path: Path) -> None:
     assert_clean_exit(rig)
 
 
+async def test_s2_drift_loop_is_reported_with_the_drifting_fields_not_retried(
+    tmp_path: Path,
+) -> None:
+    drift = scenarios.s2_drift()
+    async with e2e.running(tmp_path, [drift]) as rig:
+        play.stage(rig.stack, [drift], rig.observer)
+        await settle(rig, [drift])
+        await assert_told_people(rig, drift, "escalated")
+        assert_verdict(rig, drift)
+        assert not await audit_for(rig, drift)
+        (escalated,) = [r for r in await rig.results() if r.data.rule == scenarios.S2_DRIFT]
+        (drifting,) = escalated.data.diagnosis["drifting"]
+        assert drifting["paths"] == ["/spec/replicas"]
+        assert drifting["writers"] == ["kube-controller-manager"]
+        ignore = escalated.data.diagnosis["suggestedPatch"]["spec"]["driftDetection"]["ignore"]
+        assert ignore == [
+            {"paths": ["/spec/replicas"], "target": {"kind": "Deployment", "name": "api"}}
+        ]
+        assert any("/spec/replicas" in p.text for p in rig.slack.posted)
+    assert_clean_exit(rig)
+
+
 async def test_s3_backs_up_then_marks_the_stuck_revision_failed(tmp_path: Path) -> None:
     s3 = scenarios.s3()
     async with e2e.running(tmp_path, [s3]) as rig:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from medic.demo.scenarios import drift_event
 from medic.schemas import MessageClass, ProblemState, ReleaseProblem
 from medic.testing import objects
 from medic.testing.helm import corrupt_release_secret, release_secret
@@ -157,6 +158,23 @@ def test_kube_event_with_etcd_error_is_attributed() -> None:
     findings = kube_events.judge(item, NOW, None)
     assert findings[0].problem is ReleaseProblem.TRANSIENT_ETCD_ERROR
     assert kube_events.project({"message": "Pulled image", "metadata": {"uid": "e2"}}) is None
+
+
+def test_repeated_drift_detected_event_is_a_drift_loop_from_the_threshold_on() -> None:
+    release = objects.helmrelease("api", status=objects.ready_status("api", "apps"))
+    summary = "Deployment/apps/api changed (0 additions, 1 changes, 0 removals)"
+    for count, loops in ((1, False), (2, False), (3, True), (7, True)):
+        event = drift_event(release, count, summary)
+        event["metadata"]["uid"] = "drift-1"
+        view = kube_events.project(event)
+        assert view is not None
+        findings = kube_events.judge(Tracked(None, view, NOW), NOW, None, drift_loop_after=3)
+        assert bool(findings) is loops, count
+        if loops:
+            (finding,) = findings
+            assert finding.problem is ReleaseProblem.DRIFT_LOOP
+            assert finding.evidence.fields["drifted"] == "Deployment/apps/api changed"
+            assert finding.evidence.fields["count"] == count
 
 
 def test_tracker_emits_once_per_state_and_a_resolved_event() -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 from medic.remediator.actions import (
     clear_pending,
     delete,
+    diagnose_drift,
     force_reconcile,
     metadata,
     migrate_api_version,
@@ -27,6 +28,7 @@ BUILTIN = (
     patch.ACTION,
     delete.ACTION,
     notify_only.ACTION,
+    diagnose_drift.ACTION,
 )
 
 
