@@ -74,7 +74,11 @@ class Runner:
         return getattr(event, "object", None)
 
     async def execute(  # noqa: PLR0911 - one return per documented outcome
-        self, decision: Decision, event: Event, heartbeat: Callable[[], Awaitable[None]]
+        self,
+        decision: Decision,
+        event: Event,
+        heartbeat: Callable[[], Awaitable[None]],
+        on_applied: Callable[[], Awaitable[None]] | None = None,
     ) -> RunOutcome:
         spec = decision.rule.rule.spec
         try:
@@ -100,7 +104,7 @@ class Runner:
                 await self._audit(decision, event, target, plan, "dry-run")
                 return RunOutcome(Outcome.PLANNED, "dry-run", plan)
             try:
-                after = await self._apply(decision, plan)
+                after = await self._apply(decision, plan, on_applied)
             except ConflictError:
                 log.info("write_conflict_rejudging", rule=decision.name, event_id=event.id)
                 continue
@@ -111,7 +115,18 @@ class Runner:
             return verified_outcome(verified, plan)
         return RunOutcome(Outcome.FAILED, "kept conflicting with other writers", None)
 
-    async def _apply(self, decision: Decision, plan: Plan) -> Any:
+    async def _apply(
+        self,
+        decision: Decision,
+        plan: Plan,
+        on_applied: Callable[[], Awaitable[None]] | None = None,
+    ) -> Any:
+        written = await self._write(decision, plan)
+        if on_applied is not None:
+            await on_applied()
+        return written
+
+    async def _write(self, decision: Decision, plan: Plan) -> Any:
         kube = self.context.kube
         assert plan.rt is not None
         if plan.backup is not None and self.context.backups is not None:

@@ -49,6 +49,9 @@ from medic.schemas import (
 log = structlog.get_logger(__name__)
 
 
+RESUMED = "applied by a previous owner that stopped before verifying; not applied again"
+
+
 class RuleBook:
     """The rules in force: files + built-ins at start, KV entries hot-reloaded; a bad rule is
     reported (file:line field) and the rules already loaded stay in force."""
@@ -109,7 +112,7 @@ class RemediatorService:
             durable=self.settings.durable,
             filter_subjects=tuple(self.settings.filter_subjects),
             max_deliver=self.settings.max_deliver,
-            ack_wait=60.0,
+            ack_wait=self.settings.ack_wait,
             nak_delays=(1.0, 2.0, 5.0, 10.0, 30.0),
             concurrency=self.settings.concurrency,
             handler_timeout=1800.0,
@@ -200,8 +203,15 @@ class RemediatorService:
             raise TransientError("another replica holds this decision", delay=2.0)
         started = now()
         clock = time.perf_counter()
-        if decision.verdict is Verdict.ACT:
-            result = await self.runner.execute(decision, event, delivery.in_progress)
+        if claim == "resumed":
+            # Written by an owner that stopped before reporting: report it, never write twice.
+            outcome, reason, plan = Outcome.APPLIED, RESUMED, None
+        elif decision.verdict is Verdict.ACT:
+
+            async def applied() -> None:
+                await self.state.mark_applied(event.id, step)
+
+            result = await self.runner.execute(decision, event, delivery.in_progress, applied)
             outcome, reason, plan = result.outcome, result.reason, result.plan
         elif decision.verdict is Verdict.ESCALATE:
             outcome, reason, plan = Outcome.ESCALATED, decision.reason, None

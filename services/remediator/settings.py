@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import ClassVar
+from typing import Annotated, ClassVar
 
 from pydantic import Field, field_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic_settings import NoDecode, SettingsConfigDict
 
-from medic.runtime.settings import SectionSettings, split_list
+from medic.runtime.settings import CommaList, SectionSettings, split_list
 
 
 class RemediatorSettings(SectionSettings):
@@ -18,7 +18,9 @@ class RemediatorSettings(SectionSettings):
     )
     section: ClassVar[str] = "remediator"
 
-    rules: list[Path] = Field(default_factory=list, description="Rule files or folders.")
+    rules: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list, description="Rule files or folders (comma-separated in env)."
+    )
     builtin_rules: bool = True
     dry_run: bool = Field(default=False, description="Plan only, for every rule.")
     rules_bucket: str = "medic-rules"
@@ -27,8 +29,13 @@ class RemediatorSettings(SectionSettings):
     actor: str = Field(default_factory=lambda: f"medic-remediator/{socket.gethostname()}")
     lease_seconds: float = Field(default=120.0, gt=0, description="A claim older is abandoned.")
     max_deliver: int = Field(default=10_000, ge=2, description="Waits are redeliveries.")
+    ack_wait: float = Field(
+        default=60.0,
+        ge=1.0,
+        description="Seconds before an event whose handler died is delivered again.",
+    )
     durable: str = "remediator"
-    filter_subjects: list[str] = Field(default_factory=lambda: ["medic.events.>"])
+    filter_subjects: CommaList = Field(default_factory=lambda: ["medic.events.>"])
     concurrency: int = Field(default=64, ge=1)
 
     _split = field_validator("rules", "filter_subjects", mode="before")(split_list)

@@ -73,10 +73,12 @@ class StateStore:
 
     # -- claims: one replica per (event, rule) ---------------------------------------------
     async def claim(self, event_id: str, rule: str, owner: str, lease: float) -> str:
-        """`claimed`, `done` (someone finished it) or `busy` (someone holds a fresh lease)."""
+        """`claimed`; `done` (someone finished it); `busy` (someone holds a fresh lease); or
+        `resumed`: an owner that stopped (crash, lost lease) had already written the fix, so
+        this decision must not write again, only report."""
         key = f"claim.{stable_id(event_id, rule)}"
         now = datetime.now(UTC)
-        record = {"owner": owner, "at": now.isoformat(), "done": False}
+        record: dict[str, Any] = {"owner": owner, "at": now.isoformat(), "done": False}
         current, revision = await self._read(key)
         try:
             if revision is None:
@@ -91,10 +93,18 @@ class StateStore:
                 and current.get("owner") != owner
             ):
                 return "busy"
+            if current.get("applied"):
+                record["applied"] = current["applied"]
             await self.kv.update(key, _dump(record), last=revision)
         except KeyWrongLastSequenceError:
             return "busy"
-        return "claimed"
+        return "resumed" if record.get("applied") else "claimed"
+
+    async def mark_applied(self, event_id: str, rule: str) -> None:
+        """Written right after the fix: a later owner of this claim reports, never re-applies."""
+        key = f"claim.{stable_id(event_id, rule)}"
+        at = datetime.now(UTC).isoformat()
+        await self._change(key, lambda c: {**c, "applied": at})
 
     async def finish(self, event_id: str, rule: str, outcome: str) -> None:
         key = f"claim.{stable_id(event_id, rule)}"

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from medic.remediator.service import load_rules
 from medic.remediator.settings import RemediatorSettings
 
@@ -38,3 +40,18 @@ def test_without_the_builtin_pack_only_the_files_count(tmp_path: Path) -> None:
     (tmp_path / "s4.yaml").write_text(FASTER_S4)
     loaded = load_rules(RemediatorSettings(actor="test", rules=[tmp_path], builtin_rules=False))
     assert [rule.name for rule in loaded.rules] == ["fleet-force-sync-missing-values"]
+
+
+def test_rule_paths_from_the_environment_are_comma_separated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b.yaml").write_text(FASTER_S4)
+    monkeypatch.setenv("MEDIC_REMEDIATOR_RULES", f"{tmp_path / 'a'},{tmp_path / 'b.yaml'}")
+    settings = RemediatorSettings.load()
+    assert isinstance(settings, RemediatorSettings)
+    assert settings.rules == [tmp_path / "a", tmp_path / "b.yaml"]
+    monkeypatch.setenv("MEDIC_REMEDIATOR_RULES", str(tmp_path / "b.yaml"))
+    single = RemediatorSettings.load()
+    assert isinstance(single, RemediatorSettings)
+    assert single.rules == [tmp_path / "b.yaml"]

@@ -259,8 +259,13 @@ async def test_graceful_stop_finishes_in_flight_work_and_acks(bus: Bus) -> None:
     release.set()
     await asyncio.wait_for(task, 5)
     assert len(finished) == 1
-    info = await bus.js.consumer_info(subjects.EVENTS.name, "test")
-    assert info.num_ack_pending == 0
+
+    async def acked() -> bool:
+        # The ack is a publish the server applies asynchronously: poll, do not race it.
+        info = await bus.js.consumer_info(subjects.EVENTS.name, "test")
+        return info.num_ack_pending == 0 and info.num_pending == 0
+
+    await eventually(acked, timeout=5.0)
 
 
 async def test_message_whose_last_delivery_was_lost_is_dead_lettered(bus: Bus) -> None:
