@@ -30,6 +30,7 @@ class ReleaseProblem(StrEnum):
     ETCD_LAST_ERRORS = "etcd_last_errors"  # Gardener: Etcd status.lastErrors
     OPERATION_IN_PROGRESS = "operation_in_progress"  # Kubernetes Event: Helm lock error
     TRANSIENT_ETCD_ERROR = "transient_etcd_error"  # Kubernetes Event carrying an etcd error
+    DRIFT_LOOP = "drift_loop"  # Kubernetes Event: helm-controller keeps finding (correcting) drift
 
 
 class MessageClass(StrEnum):

@@ -53,6 +53,15 @@ CATALOG: tuple[ResourceType, ...] = (
     ResourceType("", ("v1",), "Event", "events", namespaced=True, short_names=("ev",)),
     ResourceType("events.k8s.io", ("v1",), "Event", "events", namespaced=True, short_names=("ev",)),
     ResourceType("coordination.k8s.io", ("v1",), "Lease", "leases", namespaced=True),
+    ResourceType(  # what charts deploy, for drift reports (no controller: nothing rolls out)
+        "apps",
+        ("v1",),
+        "Deployment",
+        "deployments",
+        namespaced=True,
+        short_names=("deploy",),
+        status_subresource=True,
+    ),
     ResourceType("rbac.authorization.k8s.io", ("v1",), "Role", "roles", namespaced=True),
     ResourceType(
         "rbac.authorization.k8s.io", ("v1",), "RoleBinding", "rolebindings", namespaced=True

@@ -23,6 +23,7 @@ def release_record(
     chart: str = "podinfo",
     chart_version: str = "6.5.4",
     deployed_ago: float = 0.0,
+    manifest: str = "---\n# Source: podinfo/templates/deployment.yaml\nkind: Deployment\n",
 ) -> dict[str, Any]:
     when = (datetime.now(UTC) - timedelta(seconds=deployed_ago)).isoformat()
     return {
@@ -52,7 +53,7 @@ def release_record(
             "values": {"replicaCount": 1},
         },
         "config": {"replicaCount": 2, "auth": {"password": "s3cr3t-in-values"}},
-        "manifest": "---\n# Source: podinfo/templates/deployment.yaml\nkind: Deployment\n",
+        "manifest": manifest,
         "hooks": [],
     }
 
@@ -66,6 +67,7 @@ def release_secret(
     chart: str = "podinfo",
     chart_version: str = "6.5.4",
     modified_ago: float = 0.0,
+    manifest: str | None = None,
 ) -> dict[str, Any]:
     """A Secret object (as read through the API: data values base64 once more)."""
     record = release_record(
@@ -76,6 +78,7 @@ def release_secret(
         chart=chart,
         chart_version=chart_version,
         deployed_ago=modified_ago,
+        **({"manifest": manifest} if manifest is not None else {}),
     )
     modified = int((datetime.now(UTC) - timedelta(seconds=modified_ago)).timestamp())
     return {

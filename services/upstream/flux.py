@@ -7,6 +7,8 @@ Not for talking to a cluster: only names and the reconcile-request protocol that
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Final
 
 GROUP: Final = "helm.toolkit.fluxcd.io"
@@ -61,6 +63,50 @@ FAILED_REASONS: Final = frozenset(
 # "Helm install succeeded"; v2 writes e.g. "Helm upgrade succeeded for release ns/name.v3 ...".
 OLD_SUCCESS_MESSAGES: Final = ("Helm install succeeded", "Helm upgrade succeeded")
 DEPENDENCY_NOT_READY_TEXT: Final = "is not ready"
+
+
+# Drift detection (helm-controller internal/reconcile/atomic_release.go, correct_cluster_drift.go):
+# a Warning Event `DriftDetected` "Cluster state of release <ns>/<name>.v<N> has drifted from the
+# desired state:\n<summary>" on every reconcile that finds drift, then (mode `enabled`) a Normal
+# Event `DriftCorrected`. Summary lines per internal/diff/summarize.go (SummarizeDiffSet):
+# "<Kind>/<namespace>/<name> changed (1 additions, 2 changes, 0 removals)" | "... removed" |
+# "... excluded". The Event names resources, never fields. Fields to leave alone go in
+# `spec.driftDetection.ignore: [{paths: [JSON pointers], target: {kind, name, ...}}]`.
+DRIFT_DETECTED: Final = "DriftDetected"
+DRIFT_CORRECTED: Final = "DriftCorrected"
+DRIFT_MESSAGE: Final = "has drifted from the desired state"
+DRIFT_MODES: Final = ("enabled", "warn", "disabled")
+_DRIFT_LINE: Final = re.compile(
+    r"^(?P<kind>[A-Za-z0-9]+)/(?P<namespace>[^/\s]*)/(?P<name>[^\s]+)\s+"
+    r"(?P<summary>changed(?: \(.*\))?|removed|excluded|unchanged)\s*$"
+)
+
+
+@dataclass(frozen=True)
+class DriftedResource:
+    """One line of helm-controller's drift summary."""
+
+    kind: str
+    namespace: str
+    name: str
+    summary: str  # "changed (0 additions, 1 changes, 0 removals)", "removed", ...
+
+    @property
+    def changed(self) -> bool:
+        return self.summary.startswith("changed")
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+
+def drifted_resources(message: str) -> list[DriftedResource]:
+    """The resources a DriftDetected message names (empty for any other message)."""
+    found = []
+    for line in message.splitlines():
+        match = _DRIFT_LINE.match(line.strip())
+        if match is not None and match["summary"] != "unchanged":
+            found.append(DriftedResource(**match.groupdict()))
+    return found
 
 
 def api_version(version: str) -> str:

@@ -13,6 +13,7 @@ from medic.remediator.actions import (
     migrate_api_version,
     notify_only,
     patch,
+    report_drift,
     retry,
 )
 from medic.remediator.actions.base import ActionRegistry
@@ -27,6 +28,7 @@ BUILTIN = (
     patch.ACTION,
     delete.ACTION,
     notify_only.ACTION,
+    report_drift.ACTION,
 )
 
 

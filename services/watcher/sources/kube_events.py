@@ -1,11 +1,15 @@
-"""Kubernetes Events whose message carries a transient etcd error or Helm's lock error.
+"""Kubernetes Events whose message carries a transient etcd error or Helm's lock error, and
+helm-controller's DriftDetected Events once they repeat (a drift loop).
 
 Attributed to the involved object, so a rule sees "HelmRelease apps/podinfo: etcdserver: leader
-changed" even when the object's own status does not say it.
+changed" even when the object's own status does not say it. A drift loop is the same
+DriftDetected Event seen `drift_repeats` times (the recorder counts repeats on one Event): some
+other writer (an HPA on /spec/replicas, a mutating webhook) undoes each correction.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -14,6 +18,7 @@ from pydantic import BaseModel, Field
 
 from medic.runtime.kube import EVENTS, ResourceType
 from medic.schemas import Evidence, MessageClass, ObjectRef, ReleaseProblem
+from medic.upstream import flux
 from medic.watcher.problems import Finding
 from medic.watcher.sources.base import Source, SourceContext, SourcePlugin
 from medic.watcher.sources.conditions import classify
@@ -29,6 +34,9 @@ class KubeEventsSettings(BaseModel):
     api: Literal["core", "events.k8s.io"] = Field(
         default="core", description="Which Events API to watch (the same objects, two shapes)."
     )
+    drift_repeats: int = Field(
+        default=3, ge=1, description="DriftDetected seen this often on one release: a drift loop."
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,19 +44,48 @@ class EventView:
     message: str
     reason: str
     uid: str
+    count: int = 1
+
+
+def repeats(obj: dict[str, Any]) -> int:
+    """How often the recorder saw this Event (core `count`, events.k8s.io `series.count`)."""
+    series = obj.get("series") or {}
+    count = obj.get("count") or series.get("count") or obj.get("deprecatedCount") or 1
+    return int(count) if str(count).isdigit() else 1
+
+
+def is_drift(obj: dict[str, Any], message: str) -> bool:
+    involved = obj.get("involvedObject") or obj.get("regarding") or {}
+    return (
+        obj.get("reason") == flux.DRIFT_DETECTED
+        and involved.get("kind") == flux.KIND
+        and flux.DRIFT_MESSAGE in message
+    )
 
 
 def project(obj: dict[str, Any]) -> EventView | None:
     message = str(obj.get("message") or obj.get("note") or "")
+    uid = str((obj.get("metadata") or {}).get("uid", ""))
+    if is_drift(obj, message):
+        return EventView(message, flux.DRIFT_DETECTED, uid, repeats(obj))
     kind, _ = classify(message)
     if kind not in {MessageClass.TRANSIENT_ETCD, MessageClass.OPERATION_IN_PROGRESS}:
         return None
-    uid = str((obj.get("metadata") or {}).get("uid", ""))
     return EventView(message, str(obj.get("reason", "")), uid)
 
 
-def judge(item: Tracked[EventView], _now: datetime, _source: object) -> list[Finding]:
+def judge(
+    item: Tracked[EventView], _now: datetime, _source: object, drift_repeats: int = 3
+) -> list[Finding]:
     view = item.projection
+    if view.reason == flux.DRIFT_DETECTED:
+        if view.count < drift_repeats:
+            return []
+        drifted = ", ".join(str(r) for r in flux.drifted_resources(view.message))
+        fields = {"event": view.uid, "count": view.count, "resources": drifted}
+        evidence = Evidence(reason=view.reason, message=view.message, fields=fields)
+        # the fingerprint leaves the count out: one event per loop, not one per repeat
+        return [Finding(ReleaseProblem.DRIFT_LOOP, (view.uid, view.message), evidence)]
     kind, error = classify(view.message)
     problem = (
         ReleaseProblem.TRANSIENT_ETCD_ERROR
@@ -86,7 +123,7 @@ def create(settings: BaseModel, context: SourceContext) -> Source:
         kube=context.kube,
         rt=EVENTS if settings.api == "core" else EVENTS_V1,
         project=project,
-        judge=judge,
+        judge=functools.partial(judge, drift_repeats=settings.drift_repeats),
         filter=settings.filter,
         tick=settings.tick,
         watch=settings.watch,
@@ -104,5 +141,8 @@ PLUGIN = SourcePlugin(
             "verbs": ["get", "list", "watch"],
         },
     ),
-    description="Events quoting etcd errors or Helm's 'another operation is in progress'.",
+    description=(
+        "Events quoting etcd errors or Helm's 'another operation is in progress'; "
+        "helm-controller's DriftDetected repeating (a drift loop)."
+    ),
 )
