@@ -248,6 +248,35 @@ async def test_kube_events_with_etcd_errors_are_attributed(
     assert events[0].data.object.uid == "hr-uid"
 
 
+async def test_a_repeating_drift_detected_event_is_one_drift_loop(
+    sandbox: LiteSandbox, kube: KubeClient, running: Running, bus: Bus
+) -> None:
+    message = (
+        "Cluster state of release apps/podinfo.v1 has drifted from the desired state:\n"
+        "Deployment/apps/podinfo changed (0 additions, 1 changes, 0 removals)"
+    )
+
+    def drift(count: int) -> dict[str, Any]:
+        return {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {"name": "podinfo.drift", "namespace": "apps"},
+            "involvedObject": {"kind": "HelmRelease", "name": "podinfo", "namespace": "apps"},
+            "reason": flux.DRIFT_DETECTED,
+            "message": message,
+            "type": "Warning",
+            "count": count,
+        }
+
+    sandbox.store.put(drift(1))
+    await running.start(kube, "kube_events", {"drift_loop_after": 3})
+    sandbox.store.put(drift(2))
+    sandbox.store.put(drift(3))  # the recorder counts repeats on the same Event
+    sandbox.store.put(drift(4))
+    [loop] = await settle(bus, {("HelmRelease", "podinfo", "drift_loop", "firing")})
+    assert loop.data.evidence.fields["drifted"] == "Deployment/apps/podinfo changed"
+
+
 async def test_sources_survive_sandbox_faults(bus: Bus) -> None:
     """Watches end every second; while one is closed: a change, compaction, then a burst of 500s
     with etcd errors and 429s, a dropped watch and a 410 (re-list). Nothing is missed."""
