@@ -220,8 +220,11 @@ class RemediatorService:
         else:
             outcome, reason, plan = Outcome.SKIPPED, decision.reason, None
         if outcome in {Outcome.SUCCEEDED, Outcome.FAILED, Outcome.APPLIED}:
-            await self.state.record_attempt(decision.name, key, outcome.value, started)
-            if await self.state.record_rule_run(decision.rule, outcome is Outcome.FAILED, started):
+            _, opened = await asyncio.gather(  # different keys: no order between them
+                self.state.record_attempt(decision.name, key, outcome.value, started),
+                self.state.record_rule_run(decision.rule, outcome is Outcome.FAILED, started),
+            )
+            if opened:
                 bound.warning("circuit_breaker_opened")
         if outcome is Outcome.ESCALATED:
             await self.state.record_escalation(decision.name, key)
