@@ -202,7 +202,10 @@ class Bus:
         """Drain: flush pending publishes and acks, then close."""
         if self.nc.is_closed:
             return
-        try:
-            await asyncio.wait_for(self.nc.drain(), timeout=10.0)
-        except (nats.errors.Error, TimeoutError):
-            await self.nc.close()
+        if self.nc.is_connected:
+            with contextlib.suppress(nats.errors.Error, TimeoutError, OSError):
+                await asyncio.wait_for(self.nc.drain(), timeout=10.0)
+                return
+        # Not connected (NATS down, reconnecting): nothing can be flushed; just stop trying.
+        with contextlib.suppress(nats.errors.Error, TimeoutError, OSError):
+            await asyncio.wait_for(self.nc.close(), timeout=5.0)

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import structlog
 
@@ -17,6 +20,32 @@ from medic.watcher.sources import default_registry
 from medic.watcher.sources.base import Source, SourceContext, SourceRegistry
 
 log = structlog.get_logger(__name__)
+
+
+T = TypeVar("T")
+
+
+class StoppedError(Exception):
+    """The service is stopping: a wait was abandoned."""
+
+
+async def until_stopped(work: Coroutine[Any, Any, T], stop: asyncio.Event) -> T:
+    """`await work`, unless `stop` is set first (then cancel it and raise StoppedError)."""
+    task = asyncio.ensure_future(work)
+    stopped = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({task, stopped}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopped.cancel()
+        if not task.done():
+            task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await stopped
+    if task.cancelled() or not task.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        raise StoppedError
+    return task.result()
 
 
 class WatcherService:
@@ -37,12 +66,18 @@ class WatcherService:
 
     async def emit(self, event: Event) -> None:
         """Publish until JetStream acknowledges (dedup makes repeats harmless); with
-        `publish_attempts` set, give up after that many and let the service fail."""
+        `publish_attempts` set, give up after that many and let the service fail.
+
+        A stop ends the wait at once (NATS may be down for minutes): the event is not lost,
+        the next start lists the same objects and publishes the same ids again."""
+        stop = self.ctx.stop
         attempt = 0
-        while True:
+        while not stop.is_set():
             attempt += 1
             try:
-                await self.ctx.bus.publish(event)
+                await until_stopped(self.ctx.bus.publish(event), stop)
+            except StoppedError:
+                break
             except BusError as exc:
                 if self.publish_attempts and attempt >= self.publish_attempts:
                     raise
@@ -51,7 +86,8 @@ class WatcherService:
                 log.warning(
                     "publish_failed_retrying", event_id=event.id, error=str(exc), retry_in=delay
                 )
-                await asyncio.sleep(delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
             else:
                 metrics.EVENTS.labels(event.subject_suffix()).inc()
                 log.info(
@@ -62,6 +98,7 @@ class WatcherService:
                     detail=event.subject_suffix(),
                 )
                 return
+        log.warning("publish_abandoned_on_stop", event_id=event.id, attempts=attempt)
 
     async def run(self, stop: asyncio.Event) -> None:
         try:
