@@ -19,6 +19,7 @@ from typing import Any
 import structlog
 from nats.js.kv import KeyValue
 
+from medic.remediator import metrics
 from medic.remediator.actions import default_registry
 from medic.remediator.actions.base import ActionContext, ActionRegistry
 from medic.remediator.backup import BackupStore
@@ -167,6 +168,7 @@ class RemediatorService:
         waits: list[float] = []
         for decision in decide(event, delivery.subject, self.rules.ruleset, snapshot, now()):
             bound = log.bind(event_id=event.id, rule=decision.name, subject=event.subject)
+            metrics.record_decision(decision)
             if decision.verdict is Verdict.WAIT:
                 bound.info("decision_wait", reason=decision.reason, delay=round(decision.delay, 2))
                 waits.append(decision.delay)
@@ -223,6 +225,7 @@ class RemediatorService:
                 bound.warning("circuit_breaker_opened")
         if outcome is Outcome.ESCALATED:
             await self.state.record_escalation(decision.name, key)
+        metrics.record_outcome(decision, outcome, time.perf_counter() - clock)
         await self._publish(decision, event, key, outcome, reason, plan, started, clock)
         await self.state.finish(event.id, step, outcome.value)
         bound.info("decision_done", outcome=outcome.value, reason=reason, attempt=decision.attempt)

@@ -11,6 +11,7 @@ from medic.runtime.errors import BusError
 from medic.runtime.kube import KubeClient
 from medic.runtime.lifecycle import ServiceContext
 from medic.schemas import Event
+from medic.watcher import metrics
 from medic.watcher.settings import WatcherSettings
 from medic.watcher.sources import default_registry
 from medic.watcher.sources.base import Source, SourceContext, SourceRegistry
@@ -45,12 +46,14 @@ class WatcherService:
             except BusError as exc:
                 if self.publish_attempts and attempt >= self.publish_attempts:
                     raise
+                metrics.PUBLISH_RETRIES.inc()
                 delay = self.backoff.delay(attempt)
                 log.warning(
                     "publish_failed_retrying", event_id=event.id, error=str(exc), retry_in=delay
                 )
                 await asyncio.sleep(delay)
             else:
+                metrics.EVENTS.labels(event.subject_suffix()).inc()
                 log.info(
                     "event_published",
                     event_id=event.id,
