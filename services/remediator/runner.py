@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,9 +24,10 @@ from pydantic import ValidationError
 from medic.remediator import audit
 from medic.remediator.actions.base import Action, ActionContext, ActionRegistry, Plan
 from medic.remediator.rules.engine import Decision
+from medic.remediator.rules.index import CompiledRule
 from medic.runtime.bus import Bus
 from medic.runtime.errors import PermanentError
-from medic.runtime.kube import ConflictError, KubeError
+from medic.runtime.kube import ConflictError, KubeError, NotFoundError
 from medic.schemas import Event, ObjectRef, Outcome, ReleaseEvent
 
 log = structlog.get_logger(__name__)
@@ -42,12 +44,13 @@ class RunOutcome:
     plan: Plan | None = None
 
 
-def verified_outcome(verified: bool | None, plan: Plan) -> RunOutcome:
+def verified_outcome(verified: bool | None, plan: Plan, condition: str | None = None) -> RunOutcome:
     if verified is None:
         return RunOutcome(Outcome.APPLIED, INTERRUPTED, plan)
     if verified:
         return RunOutcome(Outcome.SUCCEEDED, "", plan)
-    return RunOutcome(Outcome.FAILED, "not verified in time", plan)
+    unmet = f" (verify condition: {condition})" if condition else ""
+    return RunOutcome(Outcome.FAILED, f"not verified in time{unmet}", plan)
 
 
 class Runner:
@@ -110,9 +113,12 @@ class Runner:
                 continue
             await self._audit(decision, event, target, plan, "written", after=after)
             verified = await self._verify(
-                action, plan, spec.verify.timeout, spec.verify.interval, heartbeat
+                functools.partial(self._check, action, plan, decision.rule),
+                spec.verify.timeout,
+                spec.verify.interval,
+                heartbeat,
             )
-            return verified_outcome(verified, plan)
+            return verified_outcome(verified, plan, spec.verify.condition)
         return RunOutcome(Outcome.FAILED, "kept conflicting with other writers", None)
 
     async def _apply(
@@ -150,10 +156,23 @@ class Runner:
             written = await kube.patch(plan.rt, plan.name, plan.namespace, follow_up, "merge")
         return written
 
+    async def _check(self, action: Action, plan: Plan, rule: CompiledRule) -> bool:
+        """The rule's success condition: the action's own check (unless `actionCheck: false`)
+        and `verify.condition` over the object as it is now (null once deleted)."""
+        if rule.rule.spec.verify.action_check and not await action.verify(self.context, plan):
+            return False
+        if rule.verify is None:
+            return True
+        assert plan.rt is not None
+        try:
+            obj = await self.context.kube.get(plan.rt, plan.name, plan.namespace)
+        except NotFoundError:
+            obj = None
+        return rule.verify.evaluate(object=obj, token=plan.token)
+
     async def _verify(
         self,
-        action: Action,
-        plan: Plan,
+        check: Callable[[], Awaitable[bool]],
         timeout: float,
         interval: float,
         heartbeat: Callable[[], Awaitable[None]],
@@ -163,7 +182,7 @@ class Runner:
         beat = time.monotonic()
         while True:
             try:
-                if await action.verify(self.context, plan):
+                if await check():
                     return True
             except KubeError as exc:
                 log.warning("verify_read_failed", error=str(exc)[:200])

@@ -40,13 +40,15 @@ class CompiledRule:
     rule: Rule
     message: re.Pattern[str] | None
     when: Expression | None
+    verify: Expression | None = None  # spec.verify.condition, over the re-read object
 
     @classmethod
     def compile(cls, rule: Rule) -> CompiledRule:
         spec = rule.spec
         message = re.compile(spec.match.message) if spec.match.message else None
         when = Expression(spec.when) if spec.when else None
-        return cls(rule, message, when)
+        verify = Expression(spec.verify.condition) if spec.verify.condition else None
+        return cls(rule, message, when, verify)
 
     def keys(self) -> Iterable[tuple[str, str, str]]:
         match = self.rule.spec.match

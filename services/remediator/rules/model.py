@@ -10,7 +10,17 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from medic.remediator.rules import cel
 
 API_VERSION = "medic.dev/v1alpha1"
 KIND = "RemediationRule"
@@ -28,6 +38,8 @@ def parse_duration(value: Any) -> float:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+# Compiled while the rule is validated, so a syntax error is reported with file:line field.
+CelSource = Annotated[str, AfterValidator(cel.check)]
 
 
 class Strict(BaseModel):
@@ -87,13 +99,35 @@ class ActionSpec(Strict):
 
 
 class Verify(Strict):
+    """What "fixed" looks like, polled every `interval` until `timeout` after the write."""
+
     timeout: Duration = 300.0
     interval: Duration = 1.0
+    condition: CelSource | None = Field(
+        default=None,
+        description=(
+            "CEL expression over `object` (the object the action wrote, re-read; null once "
+            "deleted) and `token` (the action's reconcile token, if any); must be true to "
+            'succeed. Example: object.status.conditions.exists(c, c.type == "Ready" && '
+            'c.status == "True")'
+        ),
+    )
+    action_check: bool = Field(
+        default=True,
+        alias="actionCheck",
+        description="Also require the action's own check; false: `condition` alone decides.",
+    )
+
+    @model_validator(mode="after")
+    def _something_decides(self) -> Verify:
+        if not self.action_check and self.condition is None:
+            raise ValueError("actionCheck: false needs a condition (nothing would decide)")
+        return self
 
 
 class RuleSpec(Strict):
     match: Match = Field(default_factory=Match)
-    when: str | None = Field(default=None, description="CEL expression over `event`.")
+    when: CelSource | None = Field(default=None, description="CEL expression over `event`.")
     for_: Duration = Field(default=0.0, alias="for")
     preconditions: Preconditions = Field(default_factory=Preconditions)
     action: ActionSpec
