@@ -183,9 +183,12 @@ def export_extra() -> dict[str, type]:
 
 def _mount() -> None:
     """Sub-commands owned by the services (their logic stays in their packages)."""
-    from medic.remediator.command import backup_app, rules_app
+    from medic.remediator.command import backup_app, rules_commands
+    from medic.sandbox.staging import staged
 
-    app.add_typer(rules_app, name="rules")
+    # `medic rules test` stages a case's objects in the sandbox: the CLI wires the two together,
+    # the remediator never imports the sandbox.
+    app.add_typer(rules_commands(stage=staged), name="rules")
     app.add_typer(backup_app, name="backup")
     for optional in ("medic.sandbox.command", "medic.demo.command"):
         try:

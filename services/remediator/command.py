@@ -1,35 +1,33 @@
 """`medic rules ...` and `medic backup ...`: check, test and publish rules; list and restore
-backups. Wiring only: the logic lives in rules/ (pure) and backup.py.
+backups. Wiring only: the logic lives in rules/ (pure), rehearsal.py (`rules test`) and
+backup.py. The Kubernetes API sandbox that `rules test` stages objects in is passed in by the
+CLI (`rules_commands(stage=...)`): the remediator never imports medic.sandbox.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 import yaml
 
+from medic.remediator.actions import default_registry
 from medic.remediator.backup import BackupStore
-from medic.remediator.rules.engine import EtcdState, Snapshot, decide
+from medic.remediator.rehearsal import Rehearsal, Stage
 from medic.remediator.rules.index import RuleSet
 from medic.remediator.rules.loader import LoadResult, load_builtin, load_paths
-from medic.remediator.rules.model import parse_duration
 from medic.remediator.settings import RemediatorSettings
 from medic.runtime.bus import Bus
 from medic.runtime.kube import KubeClient
 from medic.runtime.settings import RuntimeSettings
-from medic.schemas import EtcdCondition, SchemaError, decode_message
 
-rules_app = typer.Typer(help="Check, test and publish remediation rules.", no_args_is_help=True)
 backup_app = typer.Typer(
     help="List and restore backups Medic took before writing.", no_args_is_help=True
 )
-app = rules_app  # check, test, push; mounted as `medic rules` (backups: `medic backup`)
 Paths = Annotated[list[Path], typer.Argument(help="Rule files or folders.", exists=True)]
+TestFile = Annotated[Path, typer.Argument(help="A rules test file (YAML).", exists=True)]
 
 
 def _report(result: LoadResult) -> int:
@@ -39,7 +37,6 @@ def _report(result: LoadResult) -> int:
     return 1 if result.errors else 0
 
 
-@rules_app.command("check")
 def check(paths: Paths) -> None:
     """Validate rule files; exit 1 with file:line field for each error.
 
@@ -48,63 +45,20 @@ def check(paths: Paths) -> None:
     raise typer.Exit(_report(load_paths(paths)))
 
 
-@rules_app.command("test")
-def test(
-    test_file: Annotated[Path, typer.Argument(help="A rules test file (YAML).", exists=True)],
-) -> None:
-    """Run rules against recorded events and print what would be done; exit 1 on a failed
-    expectation (the `promtool test rules` of remediation).
-
-    The file: `rules: [paths]` (default: the built-in pack), `tests:` a list of
-    `{name, event: <event JSON/YAML>, subject, etcd: {condition, stableFor}, after: 90s,
-    expect: [{rule, verdict}]}`.
-
-    Example: medic rules test tests/rules/s1.yaml
-    """
+def run_test_file(test_file: Path, stage: Stage | None) -> int:
+    """The exit code of `medic rules test FILE`: 0 when every expectation held."""
     spec = yaml.safe_load(test_file.read_text()) or {}
     base = test_file.parent
     loaded = load_paths([base / p for p in spec["rules"]]) if spec.get("rules") else load_builtin()
     if _report(loaded):
-        raise typer.Exit(1)
-    rules = RuleSet.build(loaded.rules)
-    failures = 0
-    for case in spec.get("tests") or []:
-        failures += _run_case(case, rules)
-    typer.echo(f"{len(spec.get('tests') or [])} test(s), {failures} failed")
-    raise typer.Exit(1 if failures else 0)
-
-
-def _run_case(case: dict[str, Any], rules: RuleSet) -> int:
-    try:
-        event: Any = decode_message(json.dumps(case["event"], default=str))
-    except SchemaError as exc:
-        typer.echo(f"FAIL {case.get('name')}: event invalid: {exc}")
         return 1
-    now = event.time + timedelta(seconds=parse_duration(case.get("after", 0)))
-    etcd = {}
-    if case.get("etcd"):
-        stable_for = parse_duration(case["etcd"].get("stableFor", 0))
-        etcd[event.cluster] = EtcdState(
-            EtcdCondition(case["etcd"].get("condition", "stable")),
-            now - timedelta(seconds=stable_for),
-            now,
-        )
-    subject = case.get("subject", f"medic.events.{event.cluster}.{event.subject_suffix()}")
-    decisions = decide(event, subject, rules, Snapshot(etcd=etcd), now)
-    got = [{"rule": d.name, "verdict": d.verdict.value} for d in decisions]
-    for decision in decisions:
-        typer.echo(
-            f"  {case.get('name')}: {decision.name} -> {decision.verdict.value} {decision.reason}"
-        )
-    expected = case.get("expect", [])
-    if got != expected:
-        typer.echo(f"FAIL {case.get('name')}: expected {expected}, got {got}")
-        return 1
-    typer.echo(f"ok   {case.get('name')}")
-    return 0
+    cases = spec.get("tests") or []
+    rehearsal = Rehearsal(RuleSet.build(loaded.rules), default_registry(), stage, typer.echo)
+    failures = asyncio.run(rehearsal.run(cases))
+    typer.echo(f"{len(cases)} test(s), {failures} failed")
+    return 1 if failures else 0
 
 
-@rules_app.command("push")
 def push(
     rule_file: Annotated[Path, typer.Argument(help="A rule file to publish.", exists=True)],
 ) -> None:
@@ -128,6 +82,35 @@ def push(
             await bus.close()
 
     asyncio.run(publish())
+
+
+def rules_commands(stage: Stage | None = None) -> typer.Typer:
+    """`medic rules check|test|push`; `stage` stages a test case's `objects:` in an API server
+    (the CLI passes the sandbox's; without one, such cases fail with a message)."""
+    rules = typer.Typer(help="Check, test and publish remediation rules.", no_args_is_help=True)
+    rules.command("check")(check)
+
+    @rules.command("test")
+    def test(test_file: TestFile) -> None:
+        """Run rules against recorded events and print what would be done; exit 1 on a failed
+        expectation (the `promtool test rules` of remediation).
+
+        The file: `rules: [paths]` (default: the built-in pack), `tests:` a list of
+        `{name, event: <event JSON/YAML>, subject, etcd: {condition, stableFor}, after: 90s,
+        objects: [<Kubernetes objects>], expect: [{rule, verdict, outcome, changes}]}`. With
+        `objects`, they are staged in a throw-away Kubernetes API sandbox and each acting rule's
+        action plans against them in dry-run: the output lists the changes it would make.
+
+        Example: medic rules test examples/rules-tests/s1-retry.yaml
+        """
+        raise typer.Exit(run_test_file(test_file, stage))
+
+    rules.command("push")(push)
+    return rules
+
+
+rules_app = rules_commands()  # without staging; `medic rules` is mounted by medic.cli with it
+app = rules_app
 
 
 async def _backups() -> tuple[Bus, BackupStore]:

@@ -53,6 +53,25 @@ def verified_outcome(verified: bool | None, plan: Plan, condition: str | None = 
     return RunOutcome(Outcome.FAILED, f"not verified in time{unmet}", plan)
 
 
+def judged(plan: Plan) -> RunOutcome | None:
+    """The outcome a plan settles without writing; None when it has something to write."""
+    if plan.verdict == "fixed":
+        return RunOutcome(Outcome.SKIPPED, f"already-fixed: {plan.reason}", plan)
+    if plan.verdict == "skip":
+        return RunOutcome(Outcome.SKIPPED, plan.reason, plan)
+    if plan.verdict == "refuse":
+        return RunOutcome(Outcome.ESCALATED, plan.reason, plan)
+    if plan.rt is None:  # nothing to write (notify-only)
+        return RunOutcome(Outcome.NO_OP, plan.reason, plan)
+    return None
+
+
+def target_of(event: Event) -> ObjectRef | None:
+    if isinstance(event, ReleaseEvent):
+        return event.data.object
+    return getattr(event, "object", None)
+
+
 class Runner:
     def __init__(
         self,
@@ -72,11 +91,9 @@ class Runner:
         self.stopping = asyncio.Event()
 
     def target_of(self, event: Event) -> ObjectRef | None:
-        if isinstance(event, ReleaseEvent):
-            return event.data.object
-        return getattr(event, "object", None)
+        return target_of(event)
 
-    async def execute(  # noqa: PLR0911 - one return per documented outcome
+    async def execute(
         self,
         decision: Decision,
         event: Event,
@@ -95,14 +112,9 @@ class Runner:
         dry_run = self.dry_run or spec.dry_run
         for _ in range(3):
             plan = await action.plan(self.context, target, params, event)
-            if plan.verdict == "fixed":
-                return RunOutcome(Outcome.SKIPPED, f"already-fixed: {plan.reason}", plan)
-            if plan.verdict == "skip":
-                return RunOutcome(Outcome.SKIPPED, plan.reason, plan)
-            if plan.verdict == "refuse":
-                return RunOutcome(Outcome.ESCALATED, plan.reason, plan)
-            if plan.rt is None:  # nothing to write (notify-only)
-                return RunOutcome(Outcome.NO_OP, plan.reason, plan)
+            judgement = judged(plan)
+            if judgement is not None:
+                return judgement
             if dry_run:
                 await self._audit(decision, event, target, plan, "dry-run")
                 return RunOutcome(Outcome.PLANNED, "dry-run", plan)
