@@ -183,3 +183,8 @@ class Rehearsal:
         for change in entry.get("changes", []):
             before, after = json.dumps(change["before"]), json.dumps(change["after"])
             self.echo(f"      would change {change['path']}: {before} -> {after}")
+        for key, value in entry.get("diagnosis", {}).items():
+            lines = str(value).splitlines() or [""]
+            self.echo(f"      diagnosis {key}: {lines[0]}")
+            for line in lines[1:]:
+                self.echo(f"        {line}")
