@@ -44,6 +44,7 @@ from medic.runtime.settings import KubeSettings
 from medic.upstream import etcd
 
 log = structlog.get_logger(__name__)
+Items = list[dict[str, Any]]  # (KubeClient.list shadows the builtin inside the class)
 
 PatchType = Literal["merge", "json", "strategic", "apply"]
 PATCH_CONTENT_TYPES: Final = {
@@ -325,6 +326,22 @@ class KubeClient:
     ) -> tuple[list[dict[str, Any]], str]:
         """All items (paged with limit/continue) and the list's resourceVersion."""
         items: list[dict[str, Any]] = []
+        listed = ""
+        async for page, version in self.pages(rt, namespace, label_selector, field_selector, limit):
+            items.extend(page)
+            listed = version or listed
+        return items, listed
+
+    async def pages(
+        self,
+        rt: ResourceType,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        limit: int = 500,
+    ) -> AsyncIterator[tuple[Items, str]]:
+        """One page of items at a time, with the list's resourceVersion (on the last page; ""
+        before): a caller that projects each page never holds the whole list."""
         query: dict[str, str] = {"limit": str(limit)}
         if label_selector:
             query["labelSelector"] = label_selector
@@ -332,11 +349,12 @@ class KubeClient:
             query["fieldSelector"] = field_selector
         while True:
             page = await self.request("GET", rt.path(namespace), query=query)
-            items.extend(page.get("items") or [])
             metadata = page.get("metadata") or {}
             token = metadata.get("continue")
+            version = "" if token else str(metadata.get("resourceVersion", ""))
+            yield page.get("items") or [], version
             if not token:
-                return items, str(metadata.get("resourceVersion", ""))
+                return
             query["continue"] = token
 
     async def watch(

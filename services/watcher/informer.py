@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -28,7 +28,9 @@ from medic.runtime.kube import (
 log = structlog.get_logger(__name__)
 
 OnEvent = Callable[[str, dict[str, Any]], Awaitable[None]]
-OnSync = Callable[[list[dict[str, Any]]], Awaitable[None]]
+# The (re-)listed objects, streamed page by page: a consumer projects each object as it comes,
+# so the watcher never holds the whole list (10,000 Helm release Secrets are hundreds of MB).
+OnSync = Callable[[AsyncIterator[dict[str, Any]]], Awaitable[None]]
 
 
 class Informer:
@@ -61,10 +63,20 @@ class Informer:
         self.log = log.bind(resource=rt.plural, group=rt.group)
 
     async def relist(self) -> None:
-        items, self.resource_version = await self.kube.list(
-            self.rt, self.namespace, self.label_selector, self.field_selector
-        )
-        await self.on_sync(items)
+        listed = ""
+
+        async def objects() -> AsyncIterator[dict[str, Any]]:
+            nonlocal listed
+            pages = self.kube.pages(
+                self.rt, self.namespace, self.label_selector, self.field_selector
+            )
+            async for page, version in pages:
+                listed = version or listed
+                for obj in page:
+                    yield obj
+
+        await self.on_sync(objects())
+        self.resource_version = listed
         self.synced.set()
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -9,6 +9,7 @@ reappears, a resolved event follows. The Secret watch keeps names only, never da
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -100,8 +101,8 @@ class FleetSource(ObjectSource[BundleView]):
             tg.create_task(informer.run(stop))
             tg.create_task(super().run(emit, stop))
 
-    async def _secret_sync(self, items: list[dict[str, Any]]) -> None:
-        self.secrets = {_key(obj) for obj in items}
+    async def _secret_sync(self, items: AsyncIterator[dict[str, Any]]) -> None:
+        self.secrets = {_key(obj) async for obj in items}
         self.secrets_synced.set()
         if self.emit is not None:
             await self.rejudge()

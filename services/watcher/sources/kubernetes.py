@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fnmatch
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -167,9 +167,9 @@ class ObjectSource(Generic[P]):
     def _judge(self, item: Tracked[P], now: datetime) -> list[Finding]:
         return self.judge(item, now, self)
 
-    async def on_sync(self, items: list[dict[str, Any]]) -> None:
+    async def on_sync(self, items: AsyncIterator[dict[str, Any]]) -> None:
         seen = set()
-        for obj in items:
+        async for obj in items:
             seen.add(await self.on_object(obj))
         now = self.clock()
         for key in [k for k in self.tracked if k not in seen]:
