@@ -41,7 +41,7 @@ def consumer_spec(settings: NotifierSettings) -> ConsumerSpec:
         durable=CONSUMER,
         filter_subjects=(f"{PREFIX}.results.>",),
         max_deliver=settings.max_deliver,
-        ack_wait=60.0,
+        ack_wait=settings.ack_wait,
         max_ack_pending=20_000,
         nak_delays=(*delays, settings.retry_cap),
         batch=256,

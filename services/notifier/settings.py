@@ -84,6 +84,9 @@ class NotifierSettings(SectionSettings):
     retry_base: float = Field(default=1.0, gt=0)
     retry_cap: float = Field(default=300.0, gt=0, description="Longest wait between retries.")
     max_deliver: int = Field(default=2000, ge=2)
+    ack_wait: float = Field(
+        default=60.0, ge=1.0, description="Seconds before a result whose sender died is retried."
+    )
     claim_lease: float = Field(default=120.0, gt=0, description="A crashed send's claim expires.")
     send_timeout: float = Field(default=10.0, gt=0)
     fetch_timeout: float = Field(default=1.0, gt=0, description="Longest wait for a batch.")
