@@ -42,9 +42,15 @@ def _time(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if isinstance(value, str) and value else None
 
 
+MAX_HELD = 10_000
+
+
 class StateStore:
     def __init__(self, kv: KeyValue) -> None:
         self.kv = kv
+        # Claims this replica holds: key -> (revision it wrote, record), so finishing one is a
+        # single conditional write. Dropped when finished (or when someone else wrote the key).
+        self._held: dict[str, tuple[int, dict[str, Any]]] = {}
 
     async def _read(self, key: str) -> tuple[dict[str, Any], int | None]:
         try:
@@ -80,11 +86,18 @@ class StateStore:
         key = f"claim.{stable_id(event_id, rule)}"
         now = datetime.now(UTC)
         record: dict[str, Any] = {"owner": owner, "at": now.isoformat(), "done": False}
+        if len(self._held) > MAX_HELD:  # left by handlers that failed: forget (reads fall back)
+            self._held.clear()
+        try:  # the common case, a decision nobody has seen: one round trip
+            self._held[key] = (await self.kv.create(key, _dump(record)), record)
+        except KeyWrongLastSequenceError:
+            pass
+        else:
+            return "claimed"
         current, revision = await self._read(key)
         try:
             if revision is None:
-                await self.kv.create(key, _dump(record))
-                return "claimed"
+                return "busy"  # removed under us: come back
             if current.get("done"):
                 return "done"
             held = _time(current.get("at"))
@@ -96,23 +109,41 @@ class StateStore:
                 return "busy"
             if current.get("applied"):
                 record["applied"] = current["applied"]
-            await self.kv.update(key, _dump(record), last=revision)
+            self._held[key] = (await self.kv.update(key, _dump(record), last=revision), record)
         except KeyWrongLastSequenceError:
             return "busy"
         return "resumed" if record.get("applied") else "claimed"
 
+    async def _update_held(self, key: str, change: dict[str, Any], *, last: bool) -> None:
+        """Change a claim this replica holds, with the revision it wrote (no read); anything
+        unexpected (someone else wrote it) falls back to read-modify-write."""
+        held = self._held.pop(key, None) if last else self._held.get(key)
+        if held is not None:
+            revision, record = held
+            updated = {**record, **change}
+            try:
+                new_revision = await self.kv.update(key, _dump(updated), last=revision)
+            except KeyWrongLastSequenceError:
+                self._held.pop(key, None)
+            else:
+                if not last:
+                    self._held[key] = (new_revision, updated)
+                return
+        await self._change(key, lambda c: {**c, **change})
+
     async def mark_applied(self, event_id: str, rule: str) -> None:
         """Written right after the fix: a later owner of this claim reports, never re-applies."""
         key = f"claim.{stable_id(event_id, rule)}"
-        at = datetime.now(UTC).isoformat()
-        await self._change(key, lambda c: {**c, "applied": at})
+        await self._update_held(key, {"applied": datetime.now(UTC).isoformat()}, last=False)
 
     async def finish(self, event_id: str, rule: str, outcome: str) -> None:
         key = f"claim.{stable_id(event_id, rule)}"
-        await self._change(key, lambda c: {**c, "done": True, "outcome": outcome})
+        await self._update_held(key, {"done": True, "outcome": outcome}, last=True)
 
     async def release(self, event_id: str, rule: str) -> None:
-        await self.kv.delete(f"claim.{stable_id(event_id, rule)}")
+        key = f"claim.{stable_id(event_id, rule)}"
+        self._held.pop(key, None)
+        await self.kv.delete(key)
 
     # -- what the engine reads ------------------------------------------------------------
     async def snapshot(self, cluster: str, problem: str, rules: list[CompiledRule]) -> Snapshot:
