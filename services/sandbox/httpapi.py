@@ -436,6 +436,16 @@ async def stream_watch(
             if item is None:
                 if options.get("closing"):
                     break
+                # Woken by an injected drop: drop now. Events queued after the wake-up were
+                # written after the drop and must not be delivered on this stream.
+                fault = (
+                    store.take_fault("watch", t.rt.plural, t.namespace, None, drop_only=True)
+                    if store.faults
+                    else None
+                )
+                if fault is not None and fault.drop_watch:
+                    _abort(request)
+                    return response
                 continue
             await send(item.type, store.convert(item.obj, t.rt, t.version, deep=False))
     except (ConnectionResetError, asyncio.CancelledError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from medic.schemas import (
+    CustomEvent,
     EtcdCondition,
     EtcdEvent,
     EtcdEventData,
@@ -68,4 +69,34 @@ def etcd_event(
         source=f"medic/watcher/{cluster}",
         cluster=cluster,
         data=EtcdEventData(condition=condition, endpoint=endpoint),
+    )
+
+
+def custom_event(
+    name: str,
+    namespace: str = "default",
+    *,
+    type_name: str = "custom.test",
+    kind: str = "ConfigMap",
+    api_version: str = "v1",
+    cluster: str = "test",
+    **data: Any,
+) -> CustomEvent:
+    """A user's own event about any object (a ConfigMap by default): cheap remediation targets."""
+    ref = ObjectRef(
+        kind=kind,
+        api_version=api_version,
+        namespace=namespace,
+        name=name,
+        uid=stable_id("uid", kind, namespace, name),
+        resource_version="1",
+    )
+    return CustomEvent(
+        id=stable_id(type_name, cluster, kind, namespace, name),
+        source=f"medic/test/{cluster}",
+        cluster=cluster,
+        type=type_name,
+        subject=f"{kind}/{namespace}/{name}",
+        object=ref,
+        data=data,
     )

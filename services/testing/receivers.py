@@ -4,8 +4,9 @@
 with a status) and Web API (`/api/chat.postMessage`: `{"ok": true, "ts": ...}` or
 `{"ok": false, "error": ...}`), from a script of `Reply`s (default: ok), and records every
 request. `StandardWebhookReceiver` verifies each request's signature with the
-`standardwebhooks` library and records verified and rejected requests. Both can be stopped and
-started again on the same port, to play a destination that is down for a while.
+`standardwebhooks` library (which also refuses a timestamp outside +-5 minutes), refuses a
+replay (a `webhook-id` it already accepted) and records verified and rejected requests. Both can
+be stopped and started again on the same port, to play a destination that is down for a while.
 
     async with SlackReceiver(token="xoxb-test") as slack:
         slack.script(Reply.rate_limited(retry_after=1), Reply.ok())
@@ -16,8 +17,10 @@ started again on the same port, to play a destination that is down for a while.
 from __future__ import annotations
 
 import asyncio
+import binascii
 import collections
 import json
+import time
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Self
@@ -155,7 +158,10 @@ class _Receiver:
 
 def _parse(content_type: str, body: bytes) -> dict[str, Any]:
     if content_type == "application/json":
-        value = json.loads(body or b"{}")
+        try:
+            value = json.loads(body or b"{}")
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            return {}  # a tampered or garbled body is recorded, then rejected, never a crash
         return value if isinstance(value, dict) else {"_": value}
     if content_type == "application/x-www-form-urlencoded":
         from urllib.parse import parse_qsl  # noqa: PLC0415 - only form bodies need it
@@ -231,13 +237,28 @@ def _retry_header(reply: Reply) -> dict[str, str]:
 
 
 class StandardWebhookReceiver(_Receiver):
-    """Verifies `webhook-id/-timestamp/-signature` with the standardwebhooks library."""
+    """Verifies `webhook-id/-timestamp/-signature` with the standardwebhooks library, and
+    refuses replays.
 
-    def __init__(self, secret: str, default: Reply | None = None) -> None:
+    A replay is a delivery whose `webhook-id` was already accepted (answered 2xx): it is not
+    processed again, but answered `replay_status` (409) and recorded in `rejected` and
+    `replayed`. An id is remembered only once accepted, so a sender's retry after a failure it
+    was answered (5xx, 429, a scripted error, a `hang` it gave up on) is a new attempt, not a
+    replay. Ids are kept for twice the signature tolerance (`TOLERANCE`, the library's 5
+    minutes) after their timestamp: an older copy fails the timestamp check anyway, so the
+    cache stays bounded.
+    """
+
+    TOLERANCE = 5 * 60.0  # standardwebhooks.webhooks: timestamps off by more are refused
+
+    def __init__(self, secret: str, default: Reply | None = None, replay_status: int = 409) -> None:
         super().__init__(default or Reply(status=204))
         self.verifier = Webhook(secret)
+        self.replay_status = replay_status
         self.verified: list[ReceivedRequest] = []
         self.rejected: list[tuple[ReceivedRequest, str]] = []
+        self.replayed: list[ReceivedRequest] = []
+        self._seen: dict[str, float] = {}  # accepted webhook-id -> its webhook-timestamp
 
     def _app(self) -> web.Application:
         app = web.Application()
@@ -251,14 +272,32 @@ class StandardWebhookReceiver(_Receiver):
         await eventually(enough, timeout=timeout)
         return self.verified
 
+    def _reject(self, received: ReceivedRequest, reason: str, status: int = 401) -> web.Response:
+        self.rejected.append((received, reason))
+        return web.Response(status=status, text=reason)
+
+    def _forget_expired(self) -> None:
+        horizon = time.time() - 2 * self.TOLERANCE
+        for msg_id in [i for i, at in self._seen.items() if at < horizon]:
+            del self._seen[msg_id]
+
     async def _receive(self, request: web.Request) -> web.Response:
         reply = self._next_reply()
         received = await self._record(request, reply)
         try:
-            self.verifier.verify(received.body, received.headers)
+            self.verifier.verify(received.body, received.headers, json_parse=False)
         except WebhookVerificationError as exc:
-            self.rejected.append((received, str(exc)))
-            return web.Response(status=401, text=str(exc))
+            return self._reject(received, str(exc))
+        except (ValueError, binascii.Error) as exc:  # a signature that is not `v1,<base64>`
+            return self._reject(received, f"malformed signature: {exc}")
+        headers = {k.lower(): v for k, v in received.headers.items()}
+        msg_id = headers["webhook-id"]
+        self._forget_expired()
+        if msg_id in self._seen:
+            self.replayed.append(received)
+            return self._reject(received, f"replayed webhook-id {msg_id}", self.replay_status)
+        if reply.status < 300 and not reply.delay:  # before any await: a concurrent copy
+            self._seen[msg_id] = float(headers["webhook-timestamp"])  # is a replay too
         await asyncio.sleep(reply.delay)
         if reply.status < 300:
             self.verified.append(received)

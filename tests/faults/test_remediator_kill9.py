@@ -1,0 +1,227 @@
+"""kill -9 of the real `medic remediator` process while it remediates 2,000 objects.
+
+2,000 ConfigMaps are staged in the Kubernetes API sandbox and 2,000 matching events published;
+a user rule annotates each object. The remediator (`python -m medic.cli remediator`) is
+SIGKILLed at random points (seeded, printed; MEDIC_FAULTS_SEED replays one) and started again,
+three times. The run happens once; two tests judge it:
+- every object carries the annotation and was patched exactly once (the sandbox's request
+  log), every event got a result, no write was audited twice, the last process stops cleanly;
+- every event has exactly one result and it is `succeeded` or `applied` (xfail, see there).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from medic.runtime.bus import Bus
+from medic.runtime.embedded_nats import EmbeddedNats
+from medic.runtime.settings import NatsSettings
+from medic.runtime.subjects import EVENTS, RESULTS
+from medic.sandbox import KubeSandbox
+from medic.schemas import AuditEntry, CustomEvent, Outcome, RemediationResult
+from medic.testing.factories import custom_event
+from medic.testing.processes import ServiceProcess
+from medic.testing.tally import count_patches, fetch_all, patched_names
+from medic.testing.waiting import eventually
+
+pytestmark = [pytest.mark.faults, pytest.mark.timeout(240)]
+N = 2000
+KILLS = 3
+NAMESPACE = "kill"
+ANNOTATION = "medic.dev/fixed"
+EVENT_TYPE = "custom.kill-test"
+RULE = f"""
+apiVersion: medic.dev/v1alpha1
+kind: RemediationRule
+metadata: {{name: mark-configmap}}
+spec:
+  match: {{types: [custom.kill-test], kinds: [ConfigMap]}}
+  action: {{name: annotate, params: {{values: {{"{ANNOTATION}": "{{namespace}}/{{name}}"}}}}}}
+  limits: {{ratePerMinute: 100000}}
+  verify: {{timeout: 10s, interval: 0.1s}}
+"""
+
+
+def configmap(name: str) -> dict[str, object]:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": NAMESPACE},
+        "data": {"k": "v"},
+    }
+
+
+def remediator_env(nats: EmbeddedNats, sandbox: KubeSandbox, rules: Path) -> dict[str, str]:
+    return {
+        "MEDIC_NATS__URLS": nats.url,
+        "MEDIC_KUBE__KUBECONFIG": str(sandbox.kubeconfig_path),
+        "MEDIC_KUBE__QPS": "5000",
+        "MEDIC_KUBE__BURST": "5000",
+        "MEDIC_CLUSTER": "kill",
+        "MEDIC_HEALTH__PORT": "0",
+        "MEDIC_LOG_LEVEL": "warning",
+        "MEDIC_REMEDIATOR_RULES": str(rules),
+        "MEDIC_REMEDIATOR_BUILTIN_RULES": "false",
+        "MEDIC_REMEDIATOR_ACTOR": "remediator-0",  # one identity, as a restarted pod keeps
+        "MEDIC_REMEDIATOR_ACK_WAIT": "2",  # what the killed process held comes back soon
+    }
+
+
+@dataclass
+class KillRun:
+    seed: int
+    kills: list[int]
+    events: list[CustomEvent]
+    patched: list[str]
+    annotations: dict[str, str | None]
+    results: list[RemediationResult]
+    audit: list[AuditEntry]
+    exit_code: int
+    logs: str
+
+    def by_event(self) -> dict[str, list[RemediationResult]]:
+        found: dict[str, list[RemediationResult]] = collections.defaultdict(list)
+        for result in self.results:
+            found[result.data.event_id].append(result)
+        return found
+
+    def stories(self) -> collections.Counter[tuple[tuple[str, str], ...]]:
+        """How many events ended with each set of (outcome, reason) results."""
+        return collections.Counter(
+            tuple(sorted((r.data.outcome.value, r.data.reason) for r in found))
+            for found in self.by_event().values()
+        )
+
+
+_RUNS: dict[str, KillRun] = {}
+
+
+async def kill_run(directory: Path) -> KillRun:
+    """The run (once per session; the second test judges the same one)."""
+    if "run" not in _RUNS:
+        nats = EmbeddedNats(data_dir=directory / "nats")
+        await nats.start()
+        try:
+            bus = await Bus.connect(NatsSettings(urls=[nats.url]), name="kill9-test")
+            try:
+                await bus.ensure_streams()
+                _RUNS["run"] = await remediate_while_killing(nats, bus, directory)
+            finally:
+                await bus.close()
+        finally:
+            await nats.stop()
+    return _RUNS["run"]
+
+
+async def remediate_while_killing(nats: EmbeddedNats, bus: Bus, directory: Path) -> KillRun:
+    seed = int(os.environ.get("MEDIC_FAULTS_SEED", random.randrange(1 << 30)))
+    thresholds = sorted(random.Random(seed).sample(range(100, N - 300), KILLS))
+    print(f"seed={seed} kill after {thresholds} patches")  # noqa: T201
+    (directory / "rules.yaml").write_text(RULE)
+    names = [f"cm-{i:04d}" for i in range(N)]
+    events = [
+        custom_event(n, NAMESPACE, type_name="custom.kill-test", cluster="kill") for n in names
+    ]
+    async with KubeSandbox.start() as sandbox:
+        for name in names:
+            sandbox.store.put(configmap(name))
+        env = remediator_env(nats, sandbox, directory / "rules.yaml")
+        process = ServiceProcess("remediator", env, directory / "remediator.log")
+        process.start()
+        kills: list[int] = []
+        try:
+            await bus.publish_many(events)
+            for threshold in thresholds:
+
+                async def reached(at_least: int = threshold) -> bool:
+                    return count_patches(sandbox.store, NAMESPACE) >= at_least
+
+                await eventually(reached, timeout=60.0, interval=0.01)
+                process.kill()
+                kills.append(count_patches(sandbox.store, NAMESPACE))
+                process.start()
+
+            async def all_reported() -> bool:
+                info = await bus.js.stream_info(RESULTS.name)
+                return info.state.messages >= N
+
+            await eventually(all_reported, timeout=90.0, interval=0.2)
+
+            async def drained() -> bool:
+                info = await bus.js.consumer_info(EVENTS.name, "remediator")
+                return info.num_pending == 0 and info.num_ack_pending == 0
+
+            await eventually(drained, timeout=30.0, interval=0.2)
+        finally:
+            code = await process.stop()
+        annotations = {}
+        for name in names:
+            stored = sandbox.store.get("v1", "ConfigMap", name, NAMESPACE) or {}
+            annotations[name] = (stored["metadata"].get("annotations") or {}).get(ANNOTATION)
+        run = KillRun(
+            seed=seed,
+            kills=kills,
+            events=events,
+            patched=patched_names(sandbox.store, NAMESPACE),
+            annotations=annotations,
+            results=[
+                r for r in await fetch_all(bus, RESULTS.name) if isinstance(r, RemediationResult)
+            ],
+            audit=[a for a in await fetch_all(bus, "MEDIC_AUDIT") if isinstance(a, AuditEntry)],
+            exit_code=code,
+            logs=process.logs(),
+        )
+    print(f"killed at {kills} patches of {N}; stories: {dict(run.stories())}")  # noqa: T201
+    return run
+
+
+async def test_remediator_killed_three_times_patches_each_object_once(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    run = await kill_run(tmp_path_factory.mktemp("kill9"))
+    assert run.exit_code == 0, run.logs[-3000:]
+    assert run.kills[-1] < N, "the remediator finished before the last kill"
+    twice = {n: c for n, c in collections.Counter(run.patched).items() if c != 1}
+    assert not twice, f"patched more than once: {twice} (seed {run.seed})"
+    names = sorted(run.annotations)
+    assert sorted(run.patched) == names, f"never patched: {sorted(set(names) - set(run.patched))}"
+    assert all(run.annotations[n] == f"{NAMESPACE}/{n}" for n in names)
+    assert set(run.by_event()) == {e.id for e in run.events}, "events without any result"
+    written = collections.Counter(
+        a.data.object.name for a in run.audit if a.data.outcome == "written"
+    )
+    assert max(written.values()) == 1, "a write audited twice"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "remediator (services/remediator/state.py, service.py): (1) record_rule_run's "
+        "optimistic-concurrency loop on the one hot KV key rule.<name> gives up after 20 "
+        "conflicts under concurrency 64 (RuntimeError 'kept changing under us') after "
+        "record_attempt already counted the attempt; the redelivery then decides 'skipped: "
+        "cooldown' and the fix is reported skipped, never succeeded; (2) the decision claim is "
+        "keyed on event + verdict + attempt, so an event redelivered after its handler "
+        "finished (kill -9 before the ack) makes a new decision (skip: cooldown) with a new "
+        "claim and publishes a second final result; (3) a kill between the write and "
+        "mark_applied is reported 'skipped: already-fixed: already-set' (and never audited)"
+    ),
+)
+async def test_remediator_killed_three_times_reports_one_final_outcome_per_event(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    run = await kill_run(tmp_path_factory.mktemp("kill9"))
+    final = {Outcome.SUCCEEDED, Outcome.APPLIED}
+    by_event = run.by_event()
+    wrong = {
+        e: [(r.data.outcome.value, r.data.reason) for r in found]
+        for e, found in by_event.items()
+        if len(found) != 1 or found[0].data.outcome not in final
+    }
+    assert not wrong, f"{len(wrong)} events: {dict(run.stories())} (seed {run.seed})"
