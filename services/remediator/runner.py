@@ -22,7 +22,13 @@ import structlog
 from pydantic import ValidationError
 
 from medic.remediator import audit
-from medic.remediator.actions.base import Action, ActionContext, ActionRegistry, Plan
+from medic.remediator.actions.base import (
+    Action,
+    ActionContext,
+    ActionRegistry,
+    Plan,
+    resource_type,
+)
 from medic.remediator.rules.engine import Decision
 from medic.remediator.rules.index import CompiledRule
 from medic.runtime.bus import Bus
@@ -99,6 +105,8 @@ class Runner:
         event: Event,
         heartbeat: Callable[[], Awaitable[None]],
         on_applied: Callable[[], Awaitable[None]] | None = None,
+        *,
+        on_writing: Callable[[], Awaitable[None]] | None = None,
     ) -> RunOutcome:
         spec = decision.rule.rule.spec
         try:
@@ -119,6 +127,8 @@ class Runner:
                 await self._audit(decision, event, target, plan, "dry-run")
                 return RunOutcome(Outcome.PLANNED, "dry-run", plan)
             try:
+                if on_writing is not None:
+                    await on_writing()
                 after = await self._apply(decision, plan, on_applied)
             except ConflictError:
                 log.info("write_conflict_rejudging", rule=decision.name, event_id=event.id)
@@ -208,6 +218,19 @@ class Runner:
                 await asyncio.wait_for(self.stopping.wait(), pause)
             if self.stopping.is_set():
                 return None
+
+    async def audit_found(self, decision: Decision, event: Event, plan: Plan | None) -> None:
+        """Audit a write found in place after its owner stopped mid-write (it had no entry)."""
+        target = self.target_of(event)
+        if target is None:
+            return
+        found = plan or Plan(verdict="fixed", reason="found in place")
+        after: Any = None
+        with contextlib.suppress(KubeError, ValueError):
+            after = await self.context.kube.get(
+                resource_type(target), target.name, target.namespace
+            )
+        await self._audit(decision, event, target, found, "written", after=after)
 
     async def _audit(  # noqa: PLR0917 - internal, called twice
         self,

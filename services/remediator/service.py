@@ -51,6 +51,17 @@ log = structlog.get_logger(__name__)
 
 
 RESUMED = "applied by a previous owner that stopped before verifying; not applied again"
+RESUMED_WRITE = "written by a previous owner that stopped while writing; found in place"
+
+
+def result_id(event_id: str, rule: str, outcome: Outcome, attempt: int) -> str:
+    """One id for the final result of (event, rule), whatever it says: an owner that stopped
+    after publishing but before recording it, followed by one that reports what it finds,
+    publishes the same id, and JetStream stores the first. A `failed` attempt (retried later)
+    has its own."""
+    if outcome is Outcome.FAILED:
+        return stable_id(event_id, rule, outcome.value, attempt)
+    return stable_id(event_id, rule, "final")
 
 
 class RuleBook:
@@ -196,7 +207,7 @@ class RemediatorService:
     ) -> Outcome | None:
         step = f"{decision.name}:{decision.verdict.value}:{decision.attempt}"
         claim = await self.state.claim(
-            event.id, step, self.settings.actor, self.settings.lease_seconds
+            event.id, decision.name, step, self.settings.actor, self.settings.lease_seconds
         )
         if claim == "done":
             bound.info("decision_already_done")
@@ -208,31 +219,52 @@ class RemediatorService:
         if claim == "resumed":
             # Written by an owner that stopped before reporting: report it, never write twice.
             outcome, reason, plan = Outcome.APPLIED, RESUMED, None
-        elif decision.verdict is Verdict.ACT:
-
-            async def applied() -> None:
-                await self.state.mark_applied(event.id, step)
-
-            result = await self.runner.execute(decision, event, delivery.in_progress, applied)
-            outcome, reason, plan = result.outcome, result.reason, result.plan
+        elif decision.verdict is Verdict.ACT or claim == "resumed-writing":
+            outcome, reason, plan = await self._act(decision, event, delivery, claim)
         elif decision.verdict is Verdict.ESCALATE:
             outcome, reason, plan = Outcome.ESCALATED, decision.reason, None
         else:
             outcome, reason, plan = Outcome.SKIPPED, decision.reason, None
         if outcome in {Outcome.SUCCEEDED, Outcome.FAILED, Outcome.APPLIED}:
-            _, opened = await asyncio.gather(  # different keys: no order between them
-                self.state.record_attempt(decision.name, key, outcome.value, started),
-                self.state.record_rule_run(decision.rule, outcome is Outcome.FAILED, started),
-            )
-            if opened:
-                bound.warning("circuit_breaker_opened")
+            await self.state.record_attempt(decision.name, key, outcome.value, started)
+            try:
+                if await self.state.record_rule_run(
+                    decision.rule, outcome is Outcome.FAILED, started
+                ):
+                    bound.warning("circuit_breaker_opened")
+            except RuntimeError as exc:  # rule statistics must not undo a decision that acted
+                bound.warning("rule_statistics_not_recorded", error=str(exc))
         if outcome is Outcome.ESCALATED:
             await self.state.record_escalation(decision.name, key)
         metrics.record_outcome(decision, outcome, time.perf_counter() - clock)
         await self._publish(decision, event, key, outcome, reason, plan, started, clock)
-        await self.state.finish(event.id, step, outcome.value)
+        # `failed` is retried after the backoff (a new step of the same claim); the rest is final.
+        final = outcome is not Outcome.FAILED
+        await self.state.finish(event.id, decision.name, outcome.value, final=final)
         bound.info("decision_done", outcome=outcome.value, reason=reason, attempt=decision.attempt)
         return outcome
+
+    async def _act(
+        self, decision: Decision, event: Any, delivery: Delivery, claim: str
+    ) -> tuple[Outcome, str, Any]:
+        async def writing() -> None:
+            await self.state.mark_writing(event.id, decision.name)
+
+        async def applied() -> None:
+            await self.state.mark_applied(event.id, decision.name)
+
+        result = await self.runner.execute(
+            decision, event, delivery.in_progress, applied, on_writing=writing
+        )
+        if (
+            claim == "resumed-writing"
+            and result.outcome is Outcome.SKIPPED
+            and result.reason.startswith("already-fixed")
+        ):
+            # The owner that stopped mid-write did write: the fix is its, report and audit it.
+            await self.runner.audit_found(decision, event, result.plan)
+            return Outcome.APPLIED, RESUMED_WRITE, result.plan
+        return result.outcome, result.reason, result.plan
 
     async def _publish(  # noqa: PLR0917 - internal, one call site
         self,
@@ -251,7 +283,7 @@ class RemediatorService:
             event.data.evidence.model_dump(mode="json") if isinstance(event, ReleaseEvent) else {}
         )
         result = RemediationResult(
-            id=stable_id(event.id, decision.name, outcome.value, decision.attempt),
+            id=result_id(event.id, decision.name, outcome, decision.attempt),
             source=f"medic/remediator/{event.cluster}",
             cluster=event.cluster,
             subject=event.subject,

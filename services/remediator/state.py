@@ -29,6 +29,7 @@ from medic.remediator.rules.engine import (
     Snapshot,
 )
 from medic.remediator.rules.index import CompiledRule
+from medic.runtime.backoff import Backoff
 from medic.schemas import EtcdCondition, stable_id
 
 
@@ -43,6 +44,21 @@ def _time(value: Any) -> datetime | None:
 
 
 MAX_HELD = 10_000
+CONFLICT_BACKOFF = Backoff(base=0.01, cap=0.5)
+SHARED_KEYS = ("rule.", "etcd.")  # written by every decision of a rule / every etcd event
+
+
+def claim_refused(
+    current: dict[str, Any], step: str, owner: str, now: datetime, lease: float
+) -> str | None:
+    """`done` or `busy` when an existing claim record keeps `step` from being taken."""
+    if current.get("final") or (current.get("done") and current.get("step") == step):
+        return "done"
+    held = _time(current.get("at"))
+    fresh = held is not None and now - held < timedelta(seconds=lease)
+    if not current.get("done") and fresh and current.get("owner") != owner:
+        return "busy"
+    return None
 
 
 class StateStore:
@@ -51,6 +67,7 @@ class StateStore:
         # Claims this replica holds: key -> (revision it wrote, record), so finishing one is a
         # single conditional write. Dropped when finished (or when someone else wrote the key).
         self._held: dict[str, tuple[int, dict[str, Any]]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
 
     async def _read(self, key: str) -> tuple[dict[str, Any], int | None]:
         try:
@@ -62,7 +79,22 @@ class StateStore:
         return json.loads(entry.value), entry.revision
 
     async def _change(self, key: str, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
-        for _ in range(20):
+        if key.startswith(SHARED_KEYS):
+            # Every decision of a rule updates its rule.<name> key: serialise this replica's
+            # writers, so optimistic concurrency only meets other replicas (rarely), not 64
+            # workers of its own (which used to exhaust the retries under a burst).
+            lock = self._locks.setdefault(key, asyncio.Lock())
+            async with lock:
+                await self._change_unlocked(key, change)
+            return
+        await self._change_unlocked(key, change)
+
+    async def _change_unlocked(
+        self, key: str, change: Callable[[dict[str, Any]], dict[str, Any]]
+    ) -> None:
+        for attempt in range(50):
+            if attempt:
+                await asyncio.sleep(CONFLICT_BACKOFF.delay(attempt))
             current, revision = await self._read(key)
             changed = change(current)
             if revision is not None and _dump(changed) == _dump(current):
@@ -79,13 +111,23 @@ class StateStore:
         raise RuntimeError(f"state key {key} kept changing under us")
 
     # -- claims: one replica per (event, rule) ---------------------------------------------
-    async def claim(self, event_id: str, rule: str, owner: str, lease: float) -> str:
-        """`claimed`; `done` (someone finished it); `busy` (someone holds a fresh lease); or
-        `resumed`: an owner that stopped (crash, lost lease) had already written the fix, so
-        this decision must not write again, only report."""
+    async def claim(self, event_id: str, rule: str, step: str, owner: str, lease: float) -> str:
+        """Take the decision `step` (e.g. `retry:act:2`) of `rule` for this event.
+
+        One claim per (event, rule), so a redelivered event never gets a second final result:
+        `done` (a final outcome was reported, or this very step finished); `busy` (another
+        owner holds a fresh lease); `resumed` (an owner that stopped had written the fix: report
+        it, never write again); `resumed-writing` (an owner stopped while writing: re-judge,
+        and a fix found in place is that owner's); or `claimed`. A non-final outcome (`failed`,
+        retried after the backoff) lets the next attempt's step claim it again."""
         key = f"claim.{stable_id(event_id, rule)}"
         now = datetime.now(UTC)
-        record: dict[str, Any] = {"owner": owner, "at": now.isoformat(), "done": False}
+        record: dict[str, Any] = {
+            "owner": owner,
+            "at": now.isoformat(),
+            "done": False,
+            "step": step,
+        }
         if len(self._held) > MAX_HELD:  # left by handlers that failed: forget (reads fall back)
             self._held.clear()
         try:  # the common case, a decision nobody has seen: one round trip
@@ -98,21 +140,19 @@ class StateStore:
         try:
             if revision is None:
                 return "busy"  # removed under us: come back
-            if current.get("done"):
-                return "done"
-            held = _time(current.get("at"))
-            if (
-                held is not None
-                and now - held < timedelta(seconds=lease)
-                and current.get("owner") != owner
-            ):
-                return "busy"
-            if current.get("applied"):
-                record["applied"] = current["applied"]
+            refused = claim_refused(current, step, owner, now, lease)
+            if refused:
+                return refused
+            interrupted = not current.get("done")
+            for mark in ("applied", "writing"):
+                if interrupted and current.get(mark):
+                    record[mark] = current[mark]
             self._held[key] = (await self.kv.update(key, _dump(record), last=revision), record)
         except KeyWrongLastSequenceError:
             return "busy"
-        return "resumed" if record.get("applied") else "claimed"
+        if record.get("applied"):
+            return "resumed"
+        return "resumed-writing" if record.get("writing") else "claimed"
 
     async def _update_held(self, key: str, change: dict[str, Any], *, last: bool) -> None:
         """Change a claim this replica holds, with the revision it wrote (no read); anything
@@ -131,14 +171,22 @@ class StateStore:
                 return
         await self._change(key, lambda c: {**c, **change})
 
+    async def mark_writing(self, event_id: str, rule: str) -> None:
+        """Written right before the fix: an owner that stops now leaves this trace."""
+        key = f"claim.{stable_id(event_id, rule)}"
+        await self._update_held(key, {"writing": datetime.now(UTC).isoformat()}, last=False)
+
     async def mark_applied(self, event_id: str, rule: str) -> None:
         """Written right after the fix: a later owner of this claim reports, never re-applies."""
         key = f"claim.{stable_id(event_id, rule)}"
         await self._update_held(key, {"applied": datetime.now(UTC).isoformat()}, last=False)
 
-    async def finish(self, event_id: str, rule: str, outcome: str) -> None:
+    async def finish(self, event_id: str, rule: str, outcome: str, *, final: bool = True) -> None:
         key = f"claim.{stable_id(event_id, rule)}"
-        await self._update_held(key, {"done": True, "outcome": outcome}, last=True)
+        change: dict[str, Any] = {"done": True, "outcome": outcome, "final": final}
+        if not final:  # the next attempt starts clean
+            change.update(writing=None, applied=None)
+        await self._update_held(key, change, last=True)
 
     async def release(self, event_id: str, rule: str) -> None:
         key = f"claim.{stable_id(event_id, rule)}"

@@ -6,9 +6,6 @@ and a real nats-server. Meanwhile the API server answers 429 with Retry-After, 5
 etcd error (reads and writes), slows reads down, drops the watch, and forgets its history
 (`compact()`) so the watch's resume gets 410 Gone and the watcher must re-list. Afterwards
 every release was patched exactly once and every problem has exactly one result, succeeded.
-
-The remediator runs with concurrency 8: at 64 its hot per-rule KV key gives up under
-contention (see test_remediator_kill9.py's xfail), which is not what this test is about.
 """
 
 from __future__ import annotations
@@ -85,7 +82,7 @@ async def pipeline(bus: Bus, sandbox: KubeSandbox, rules: Path) -> AsyncIterator
     remediator = await create_remediator(  # closes its client
         bus,
         remediator_kube,
-        RemediatorSettings(actor="api-faults", rules=[rules], builtin_rules=False, concurrency=8),
+        RemediatorSettings(actor="api-faults", rules=[rules], builtin_rules=False),
         CLUSTER,
     )
     stop = asyncio.Event()

@@ -6,7 +6,8 @@ SIGKILLed at random points (seeded, printed; MEDIC_FAULTS_SEED replays one) and 
 three times. The run happens once; two tests judge it:
 - every object carries the annotation and was patched exactly once (the sandbox's request
   log), every event got a result, no write was audited twice, the last process stops cleanly;
-- every event has exactly one result and it is `succeeded` or `applied` (xfail, see there).
+- every event has exactly one result and it is `succeeded` or `applied` (an owner killed after
+  its write reports what it finds; the final result has one id per event and rule).
 """
 
 from __future__ import annotations
@@ -199,20 +200,6 @@ async def test_remediator_killed_three_times_patches_each_object_once(
     assert max(written.values()) == 1, "a write audited twice"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "remediator (services/remediator/state.py, service.py): (1) record_rule_run's "
-        "optimistic-concurrency loop on the one hot KV key rule.<name> gives up after 20 "
-        "conflicts under concurrency 64 (RuntimeError 'kept changing under us') after "
-        "record_attempt already counted the attempt; the redelivery then decides 'skipped: "
-        "cooldown' and the fix is reported skipped, never succeeded; (2) the decision claim is "
-        "keyed on event + verdict + attempt, so an event redelivered after its handler "
-        "finished (kill -9 before the ack) makes a new decision (skip: cooldown) with a new "
-        "claim and publishes a second final result; (3) a kill between the write and "
-        "mark_applied is reported 'skipped: already-fixed: already-set' (and never audited)"
-    ),
-)
 async def test_remediator_killed_three_times_reports_one_final_outcome_per_event(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:

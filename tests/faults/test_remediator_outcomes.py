@@ -1,7 +1,8 @@
 """The remediator's reported outcome without any kill: a burst, and a redelivered event.
 
-Two bugs the kill -9 test showed, reproduced without killing anything (both xfail, strict, so
-the fix turns them into failures that ask for the mark to go):
+Two bugs the kill -9 test showed, reproduced without killing anything (fixed: shared rule
+statistics are serialised per replica and never fail a decision that acted; one claim per
+event and rule, so a redelivery finds the final outcome reported):
 - a burst of fixes at the default concurrency: the per-rule KV key `rule.<name>` is updated by
   every handler with optimistic concurrency and gives up after 20 conflicts; the attempt was
   already counted, so the redelivery decides "skipped: cooldown" and a fix that was written and
@@ -89,12 +90,6 @@ async def results_settled(bus: Bus, count: int) -> list[RemediationResult]:
     return [r for r in await fetch_all(bus, RESULTS.name) if isinstance(r, RemediationResult)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="remediator state.py record_rule_run: the hot rule.<name> key gives up after 20 "
-    "optimistic-concurrency conflicts (RuntimeError) after record_attempt counted the attempt; "
-    "the redelivery reports the written, verified fix as 'skipped: cooldown'",
-)
 async def test_a_burst_of_fixes_is_reported_succeeded(bus: Bus, tmp_path: Path) -> None:
     names = [f"cm-{i:03d}" for i in range(300)]
     async with remediating(bus, tmp_path, names) as sandbox:
@@ -107,12 +102,6 @@ async def test_a_burst_of_fixes_is_reported_succeeded(bus: Bus, tmp_path: Path) 
     assert outcomes == {("succeeded", ""): len(names)}, outcomes
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="remediator service.py: the decision claim is keyed on event + verdict + attempt; a "
-    "redelivery after the handler finished decides 'skipped: cooldown' under a new claim and "
-    "publishes a second final result for the same event",
-)
 async def test_an_event_handled_again_gets_no_second_result(bus: Bus, tmp_path: Path) -> None:
     event = custom_event("cm-0", NAMESPACE, type_name=EVENT_TYPE, cluster="outcomes")
     async with remediating(bus, tmp_path, ["cm-0"]) as sandbox:
