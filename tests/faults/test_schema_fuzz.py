@@ -230,12 +230,6 @@ def test_generated_rule_files_load_or_report_file_line_field(mutant: Mutant) -> 
         assert len(loaded.rules) == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="notifier webhook channel: aiohttp's ValueError for a header value with a control "
-    "character escapes ChannelError and is retried until max_deliver (2000) instead of failing "
-    "permanently (services/notifier/channels/webhook.py send)",
-)
 async def test_result_id_unfit_for_a_header_is_not_retried_forever(bus: Bus) -> None:
     result = make_result("newline", Outcome.SUCCEEDED, cluster=CLUSTER)
     result = result.model_copy(update={"id": "line\nbreak"})

@@ -93,6 +93,10 @@ class WebhookChannel:
             raise ChannelError(
                 f"webhook {self.where} unreachable: {type(exc).__name__}", permanent=False
             ) from None
+        except ValueError as exc:  # e.g. a header value aiohttp refuses: no retry can fix it
+            raise ChannelError(
+                f"webhook {self.where}: request cannot be sent: {exc}", permanent=True
+            ) from None
         if 200 <= status < 300:
             return DeliveryReceipt(status=status)
         raise ChannelError(
