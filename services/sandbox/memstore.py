@@ -695,7 +695,7 @@ class SandboxStore:
         )
 
     def list_objects(self, api_version: str, kind: str, namespace: str | None = None) -> ObjList:
-        """Alias of `list` (the name medic.sandbox.lite used)."""
+        """Alias of `list`."""
         return self.list(api_version, kind, namespace)
 
     def stored_version(
