@@ -305,8 +305,7 @@ class KubeClient:
             async with self.session.request(
                 method, self.host + path, params=query, data=data, headers=headers, timeout=timeout
             ) as response:
-                text = await response.text()
-                decoded = _decode(text)
+                decoded = _decode(await response.read())  # bytes: no text copy of a big page
                 if response.status >= 400:
                     raise error_from(response.status, decoded, response.headers.get("Retry-After"))
                 return decoded
@@ -352,7 +351,10 @@ class KubeClient:
             metadata = page.get("metadata") or {}
             token = metadata.get("continue")
             version = "" if token else str(metadata.get("resourceVersion", ""))
-            yield page.get("items") or [], version
+            items: Items = page.get("items") or []
+            del page  # the caller may consume (and drop) the items; this frame keeps none of them
+            yield items, version
+            del items  # released before the next page is fetched
             if not token:
                 return
             query["continue"] = token
@@ -389,7 +391,7 @@ class KubeClient:
                 if response.status >= 400:
                     raise error_from(
                         response.status,
-                        _decode(await response.text()),
+                        _decode(await response.read()),
                         response.headers.get("Retry-After"),
                     )
                 async for line in response.content:
@@ -485,10 +487,10 @@ class KubeClient:
         return True
 
 
-def _decode(text: str) -> Any:
-    if not text:
+def _decode(body: bytes) -> Any:
+    if not body:
         return {}
     try:
-        return json.loads(text)
-    except json.JSONDecodeError:
-        return {"message": text[:500]}
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return {"message": body[:500].decode("utf-8", "replace")}

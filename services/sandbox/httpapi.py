@@ -349,22 +349,29 @@ def _list(request: web.Request, store: SandboxStore, t: Target) -> dict[str, Any
     q = request.query
     matches = object_matcher(q.get("labelSelector"), q.get("fieldSelector"))
     items = store.select(t.rt, t.namespace, matches)
-    offset, rv = 0, store.rv
+    rv = store.rv
+    page = items
     if q.get("continue"):
-        offset, rv = decode_continue(q["continue"])
+        after, rv = decode_continue(q["continue"])
+        page = [o for o in items if _list_key(o) > after]
     limit = int(q.get("limit") or 0)
     meta: dict[str, Any] = {"resourceVersion": str(rv)}
-    page = items[offset:]
     if limit > 0 and len(page) > limit:
+        meta["continue"] = encode_continue(_list_key(page[limit - 1]), rv)
+        meta["remainingItemCount"] = len(page) - limit
         page = page[:limit]
-        meta["continue"] = encode_continue(offset + limit, rv)
-        meta["remainingItemCount"] = len(items) - offset - limit
     return {
         "kind": f"{t.rt.kind}List",
         "apiVersion": t.rt.api_version(t.version),
         "metadata": meta,
         "items": [store.convert(o, t.rt, t.version, deep=False) for o in page],
     }
+
+
+def _list_key(obj: dict[str, Any]) -> tuple[str, str]:
+    """Where an object sorts in a list (store.select's (namespace, name) order)."""
+    metadata = obj.get("metadata") or {}
+    return (str(metadata.get("namespace") or ""), str(metadata.get("name", "")))
 
 
 # ------------------------------------------------------------------ watch

@@ -695,7 +695,7 @@ class SandboxStore:
         )
 
     def list_objects(self, api_version: str, kind: str, namespace: str | None = None) -> ObjList:
-        """Alias of `list` (the name medic.sandbox.lite used)."""
+        """Alias of `list`."""
         return self.list(api_version, kind, namespace)
 
     def stored_version(
@@ -799,13 +799,16 @@ class SandboxStore:
             watcher.queue.put_nowait(None)
 
 
-def encode_continue(offset: int, rv: int) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"o": offset, "rv": rv}).encode()).decode()
+def encode_continue(after: tuple[str, str], rv: int) -> str:
+    """The API server's continue token names the last key returned (not an offset), so objects
+    created or deleted on earlier pages never shift the next page; rv is the list's version."""
+    return base64.urlsafe_b64encode(json.dumps({"k": list(after), "rv": rv}).encode()).decode()
 
 
-def decode_continue(token: str) -> tuple[int, int]:
+def decode_continue(token: str) -> tuple[tuple[str, str], int]:
     try:
         data = json.loads(base64.urlsafe_b64decode(token.encode()))
-        return int(data["o"]), int(data["rv"])
+        namespace, name = data["k"]
+        return (str(namespace), str(name)), int(data["rv"])
     except (ValueError, KeyError, TypeError) as exc:
         raise ApiError(400, "BadRequest", "invalid continue token") from exc

@@ -72,8 +72,10 @@ class Informer:
             )
             async for page, version in pages:
                 listed = version or listed
-                for obj in page:
-                    yield obj
+                page.reverse()
+                while page:  # each listed object is dropped as soon as it was projected
+                    yield page.pop()
+                del page  # before the next page is fetched: one page at a time, never two
 
         await self.on_sync(objects())
         self.resource_version = listed

@@ -8,8 +8,10 @@ Pure bookkeeping: no I/O and no clock (callers pass `now`).
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeAlias
 
 from medic.schemas import (
     Evidence,
@@ -32,6 +34,52 @@ class Finding:
     etcd_error: str | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class Ref:
+    """An ObjectRef's fields as a source keeps them per tracked object: about 100 bytes where the
+    pydantic model costs about 1 KB (10,000 objects per source); the model is built for events."""
+
+    kind: str
+    api_version: str
+    namespace: str | None
+    name: str
+    uid: str
+    resource_version: str
+
+    def model(self) -> ObjectRef:
+        return ObjectRef(
+            kind=self.kind,
+            api_version=self.api_version,
+            namespace=self.namespace,
+            name=self.name,
+            uid=self.uid,
+            resource_version=self.resource_version,
+        )
+
+
+AnyRef: TypeAlias = ObjectRef | Ref
+
+
+def as_model(ref: AnyRef) -> ObjectRef:
+    return ref.model() if isinstance(ref, Ref) else ref
+
+
+def compact_ref(obj: dict[str, object], kind: str = "", api_version: str = "") -> Ref:
+    """The object's Ref; `kind`/`api_version` stand in where a list's items omit them (the API
+    server leaves them out of the items of built-in types). Repeating strings are interned."""
+    metadata = obj.get("metadata") or {}
+    assert isinstance(metadata, dict)
+    namespace = metadata.get("namespace")
+    return Ref(
+        kind=sys.intern(str(obj.get("kind") or kind)),
+        api_version=sys.intern(str(obj.get("apiVersion") or api_version)),
+        namespace=sys.intern(str(namespace)) if namespace else None,
+        name=str(metadata.get("name", "")),
+        uid=str(metadata.get("uid", "")),
+        resource_version=str(metadata.get("resourceVersion", "")),
+    )
+
+
 def object_ref(obj: dict[str, object]) -> ObjectRef:
     metadata = obj.get("metadata") or {}
     assert isinstance(metadata, dict)
@@ -51,15 +99,18 @@ class ProblemTracker:
     def __init__(self, cluster: str, source: str) -> None:
         self.cluster = cluster
         self.source = source
-        self.firing: dict[str, dict[ReleaseProblem, tuple[Finding, ObjectRef]]] = {}
+        self.firing: dict[str, dict[ReleaseProblem, tuple[Finding, AnyRef]]] = {}
 
     def update(
-        self, ref: ObjectRef, findings: list[Finding], now: datetime, key: str | None = None
+        self, ref: AnyRef, findings: list[Finding], now: datetime, key: str | None = None
     ) -> list[ReleaseEvent]:
         """Events for what changed on this object since the last update. `key` separates
         observations about the same object (e.g. several Kubernetes Events about one release)."""
         key = key or ref.uid or f"{ref.kind}/{ref.namespace}/{ref.name}"
-        before = self.firing.get(key, {})
+        before = self.firing.get(key)
+        if before is None and not findings:
+            return []  # the common case on every tick: nothing firing, nothing found
+        before = before or {}
         after = {f.problem: (f, ref) for f in findings}
         events = [
             self._event(ref, finding, ProblemState.FIRING, now)
@@ -77,12 +128,12 @@ class ProblemTracker:
             self.firing.pop(key, None)
         return events
 
-    def forget(self, ref: ObjectRef, now: datetime, key: str | None = None) -> list[ReleaseEvent]:
+    def forget(self, ref: AnyRef, now: datetime, key: str | None = None) -> list[ReleaseEvent]:
         """The object was deleted: everything it had is resolved."""
         return self.update(ref, [], now, key)
 
     def _event(
-        self, ref: ObjectRef, finding: Finding, state: ProblemState, now: datetime
+        self, ref: AnyRef, finding: Finding, state: ProblemState, now: datetime
     ) -> ReleaseEvent:
         identity = (ref.uid or ref.name, finding.problem.value, *finding.fingerprint)
         event_id = stable_id(*identity, state.value)
@@ -93,7 +144,7 @@ class ProblemTracker:
             subject=f"{ref.kind}/{ref.namespace or '_'}/{ref.name}",
             time=now,
             data=ReleaseEventData(
-                object=ref,
+                object=as_model(ref),
                 problem=finding.problem,
                 state=state,
                 classification=finding.classification,

@@ -8,13 +8,13 @@ import pytest
 
 from medic.runtime.kube import KubeClient
 from medic.runtime.settings import KubeSettings
-from medic.sandbox.lite_http import LiteSandbox
+from medic.sandbox import KubeSandbox
 
 
 @pytest.fixture
-async def kube() -> AsyncIterator[tuple[LiteSandbox, KubeClient]]:
+async def kube() -> AsyncIterator[tuple[KubeSandbox, KubeClient]]:
     """A sandbox and Medic's Kubernetes client connected to it."""
-    async with LiteSandbox.start() as sandbox:
+    async with KubeSandbox.start() as sandbox:
         client = await KubeClient.connect(KubeSettings(kubeconfig=sandbox.kubeconfig_path))
         try:
             yield sandbox, client

@@ -21,8 +21,7 @@ from medic.runtime.consumer import Delivery
 from medic.runtime.embedded_nats import EmbeddedNats
 from medic.runtime.kube import KubeClient
 from medic.runtime.settings import KubeSettings
-from medic.sandbox.lite import Fault
-from medic.sandbox.lite_http import LiteSandbox
+from medic.sandbox import Fault, KubeSandbox
 from medic.schemas import (
     AuditEntry,
     EtcdCondition,
@@ -40,13 +39,13 @@ HR = "helm.toolkit.fluxcd.io/v2"
 
 
 @pytest.fixture
-async def sandbox() -> AsyncIterator[LiteSandbox]:
-    async with LiteSandbox.start(bookmark_interval=0.2) as sb:
+async def sandbox() -> AsyncIterator[KubeSandbox]:
+    async with KubeSandbox.start(bookmark_interval=0.2) as sb:
         yield sb
 
 
 @pytest.fixture
-async def kube(sandbox: LiteSandbox) -> AsyncIterator[KubeClient]:
+async def kube(sandbox: KubeSandbox) -> AsyncIterator[KubeClient]:
     client = await KubeClient.connect(KubeSettings(kubeconfig=sandbox.kubeconfig_path))
     try:
         yield client
@@ -88,7 +87,7 @@ async def results(bus: Bus) -> list[RemediationResult]:
     return await stream(bus, "medic.results.>", subjects.RESULTS.name)
 
 
-def play_helm_controller(sandbox: LiteSandbox) -> None:
+def play_helm_controller(sandbox: KubeSandbox) -> None:
     """Flips a HelmRelease to Ready when a reconcile request appears, as helm-controller does."""
 
     def hook(store: Any, change: str, obj: dict[str, Any]) -> None:
@@ -111,7 +110,7 @@ def play_helm_controller(sandbox: LiteSandbox) -> None:
 
 
 async def test_s1_retry_waits_for_etcd_then_resets_and_is_verified(
-    bus: Bus, kube: KubeClient, sandbox: LiteSandbox
+    bus: Bus, kube: KubeClient, sandbox: KubeSandbox
 ) -> None:
     play_helm_controller(sandbox)
     sandbox.store.put(
@@ -145,7 +144,7 @@ async def test_s1_retry_waits_for_etcd_then_resets_and_is_verified(
 
 
 async def test_problem_cleared_before_action_is_skipped(
-    bus: Bus, kube: KubeClient, sandbox: LiteSandbox
+    bus: Bus, kube: KubeClient, sandbox: KubeSandbox
 ) -> None:
     sandbox.store.put(objects.helmrelease("healed", status=objects.ready_status("healed", "apps")))
     remediator = await service(bus, kube)
@@ -168,7 +167,7 @@ async def test_problem_cleared_before_action_is_skipped(
 
 
 async def test_conflict_is_rejudged_and_written_once(
-    bus: Bus, kube: KubeClient, sandbox: LiteSandbox, tmp_path: Any
+    bus: Bus, kube: KubeClient, sandbox: KubeSandbox, tmp_path: Any
 ) -> None:
     sandbox.store.put(objects.helmrelease("web", status=objects.etcd_failed_status("web", "apps")))
     rule = """apiVersion: medic.dev/v1alpha1
@@ -191,14 +190,14 @@ spec:
     await remediator.handle(event, delivery(event))
     hr = sandbox.store.get(HR, "HelmRelease", "web", "apps") or {}
     assert hr["metadata"]["labels"]["medic.dev/seen"] == "yes"
-    patches = [r for r in sandbox.store.requests if r["verb"] == "patch"]
+    patches = [r for r in sandbox.store.requests if r.verb == "patch"]
     assert len(patches) == 2
     [result] = await results(bus)
     assert result.data.outcome is Outcome.SUCCEEDED
 
 
 async def test_clear_pending_backs_up_refuses_on_rbac_and_restores(
-    bus: Bus, kube: KubeClient, sandbox: LiteSandbox, nats_server: EmbeddedNats, tmp_path: Any
+    bus: Bus, kube: KubeClient, sandbox: KubeSandbox, nats_server: EmbeddedNats, tmp_path: Any
 ) -> None:
     secret = release_secret("app", "apps", status="pending-install", modified_ago=900)
     sandbox.store.put(secret)
@@ -277,7 +276,7 @@ async def test_clear_pending_backs_up_refuses_on_rbac_and_restores(
 
 
 async def test_attempt_limit_escalates_and_circuit_breaker_opens(
-    bus: Bus, kube: KubeClient, sandbox: LiteSandbox, tmp_path: Any
+    bus: Bus, kube: KubeClient, sandbox: KubeSandbox, tmp_path: Any
 ) -> None:
     rule = """apiVersion: medic.dev/v1alpha1
 kind: RemediationRule

@@ -16,7 +16,7 @@ from medic.runtime import subjects
 from medic.runtime.bus import Bus
 from medic.runtime.consumer import Delivery
 from medic.runtime.kube import KubeClient
-from medic.sandbox.lite_http import LiteSandbox
+from medic.sandbox import KubeSandbox
 from medic.schemas import (
     MessageClass,
     ObjectRef,
@@ -87,13 +87,13 @@ async def remediator(bus: Bus, client: KubeClient) -> RemediatorService:
     return await create(bus, client, RemediatorSettings(actor="test"), "test")
 
 
-def generation(sandbox: LiteSandbox, name: str) -> int:
+def generation(sandbox: KubeSandbox, name: str) -> int:
     bd = sandbox.store.get(fleet.API_VERSION, fleet.KIND, name, NS) or {}
     return int(bd["spec"]["options"]["forceSyncGeneration"])
 
 
 async def test_s4_force_sync_after_grace_and_verified(
-    bus: Bus, kube: tuple[LiteSandbox, KubeClient]
+    bus: Bus, kube: tuple[KubeSandbox, KubeClient]
 ) -> None:
     sandbox, client = kube
     sandbox.store.put(objects.bundledeployment("web", NS, error='secrets "web" not found'))
@@ -114,7 +114,7 @@ async def test_s4_force_sync_after_grace_and_verified(
 
 
 async def test_s4_secret_back_within_grace_means_no_action_and_no_notification(
-    bus: Bus, kube: tuple[LiteSandbox, KubeClient]
+    bus: Bus, kube: tuple[KubeSandbox, KubeClient]
 ) -> None:
     sandbox, client = kube
     sandbox.store.put(objects.bundledeployment("api", NS, error='secrets "api" not found'))

@@ -14,7 +14,7 @@ from medic.runtime import subjects
 from medic.runtime.bus import Bus
 from medic.runtime.consumer import Delivery
 from medic.runtime.kube import KubeClient
-from medic.sandbox.lite_http import LiteSandbox
+from medic.sandbox import KubeSandbox
 from medic.schemas import (
     MessageClass,
     ObjectRef,
@@ -68,7 +68,7 @@ async def handle(bus: Bus, client: KubeClient, event: ReleaseEvent) -> list[Any]
 
 
 async def test_s2_stale_helmrelease_is_force_reconciled_and_verified(
-    bus: Bus, kube: tuple[LiteSandbox, KubeClient]
+    bus: Bus, kube: tuple[KubeSandbox, KubeClient]
 ) -> None:
     sandbox, client = kube
     sandbox.store.put(objects.helmrelease("frontend", status=objects.stale_status("backend")))
@@ -102,7 +102,7 @@ async def test_s2_stale_helmrelease_is_force_reconciled_and_verified(
 
 
 async def test_s5_gardener_operation_is_reapplied_and_verified(
-    bus: Bus, kube: tuple[LiteSandbox, KubeClient]
+    bus: Bus, kube: tuple[KubeSandbox, KubeClient]
 ) -> None:
     sandbox, client = kube
     ns = "shoot--dev--a"

@@ -14,7 +14,7 @@ from medic.runtime import subjects
 from medic.runtime.bus import Bus
 from medic.runtime.consumer import Delivery
 from medic.runtime.kube import KubeClient
-from medic.sandbox.lite_http import LiteSandbox
+from medic.sandbox import KubeSandbox
 from medic.schemas import MessageClass, Outcome, RemediationResult, decode_message
 from medic.testing import objects
 from medic.testing.factories import release_event
@@ -61,7 +61,7 @@ async def results(bus: Bus) -> list[RemediationResult]:
 
 
 async def test_user_rules_annotate_and_label_once_and_are_verified(
-    bus: Bus, kube: tuple[LiteSandbox, KubeClient], tmp_path: Path
+    bus: Bus, kube: tuple[KubeSandbox, KubeClient], tmp_path: Path
 ) -> None:
     sandbox, client = kube
     sandbox.store.put(objects.helmrelease("podinfo"))

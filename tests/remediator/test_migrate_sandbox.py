@@ -14,7 +14,7 @@ from medic.runtime import subjects
 from medic.runtime.bus import Bus
 from medic.runtime.consumer import Delivery
 from medic.runtime.kube import KubeClient
-from medic.sandbox.lite_http import LiteSandbox
+from medic.sandbox import KubeSandbox
 from medic.schemas import MessageClass, Outcome, ReleaseProblem, decode_message
 from medic.testing import objects
 from medic.testing.factories import release_event
@@ -24,10 +24,14 @@ OLD = "helm.toolkit.fluxcd.io/v2beta1"
 
 
 async def test_old_api_version_is_restored_through_the_target_and_verified(
-    bus: Bus, kube: tuple[LiteSandbox, KubeClient]
+    bus: Bus, kube: tuple[KubeSandbox, KubeClient]
 ) -> None:
     sandbox, client = kube
+    # Stored at v2beta1 by an older Flux, whose upgrade then made v2 the storage version.
+    sandbox.store.set_storage_version(flux.GROUP, "HelmRelease", "v2beta1")
     sandbox.store.put({**objects.helmrelease("legacy"), "apiVersion": OLD})
+    sandbox.store.set_storage_version(flux.GROUP, "HelmRelease", "v2")
+    assert sandbox.store.stored_version(OLD, "HelmRelease", "legacy", "apps") == "v2beta1"
     uid = (sandbox.store.get(OLD, "HelmRelease", "legacy", "apps") or {})["metadata"]["uid"]
     base = release_event("legacy", message="stored at v2beta1", classification=MessageClass.OTHER)
     ref = base.data.object.model_copy(update={"api_version": OLD, "uid": uid})
@@ -51,6 +55,7 @@ async def test_old_api_version_is_restored_through_the_target_and_verified(
     stored = sandbox.store.get(OLD, "HelmRelease", "legacy", "apps") or {}
     assert stored["metadata"]["annotations"][flux.UPGRADE_TO] == "v2"
     assert stored["metadata"]["managedFields"][-1]["apiVersion"].endswith("/v2")
+    assert sandbox.store.stored_version(OLD, "HelmRelease", "legacy", "apps") == "v2"
     sub = await bus.js.pull_subscribe(
         "medic.results.>", stream=subjects.RESULTS.name, config=api.ConsumerConfig()
     )

@@ -15,7 +15,7 @@ from medic.runtime import subjects
 from medic.runtime.bus import Bus
 from medic.runtime.consumer import Delivery
 from medic.runtime.kube import KubeClient
-from medic.sandbox.lite_http import LiteSandbox
+from medic.sandbox import KubeSandbox
 from medic.schemas import MessageClass, Outcome, ReleaseEvent, decode_message
 from medic.testing import objects
 from medic.testing.factories import release_event
@@ -79,7 +79,7 @@ async def purge(bus: Bus) -> None:
 
 
 async def test_templated_merge_patch_is_applied_and_verified(
-    bus: Bus, kube: tuple[LiteSandbox, KubeClient], tmp_path: Path
+    bus: Bus, kube: tuple[KubeSandbox, KubeClient], tmp_path: Path
 ) -> None:
     sandbox, client = kube
     sandbox.store.put(objects.helmrelease("podinfo"))
@@ -93,7 +93,7 @@ async def test_templated_merge_patch_is_applied_and_verified(
 
 
 async def test_guarded_delete_deletes_allowed_kinds_only_outside_protected_namespaces(
-    bus: Bus, kube: tuple[LiteSandbox, KubeClient], tmp_path: Path
+    bus: Bus, kube: tuple[KubeSandbox, KubeClient], tmp_path: Path
 ) -> None:
     sandbox, client = kube
     sandbox.store.put(objects.helmrelease("doomed"))

@@ -26,6 +26,31 @@ def helmrelease(name: str, namespace: str = "apps", version: str = "v2", **label
     }
 
 
+async def test_continue_resumes_after_the_last_key_returned(kube_sandbox: KubeSandbox, api) -> None:
+    """As the API server: writes between pages neither skip nor repeat an object, and every
+    page carries the version of the first (the watch that follows replays the writes)."""
+    custom = client.CustomObjectsApi(api)
+    for i in range(6):
+        kube_sandbox.store.put(helmrelease(f"hr-{i}"))
+    first = await custom.list_namespaced_custom_object(*HR[:2], "apps", HR[2], limit=3)
+    listed_at = first["metadata"]["resourceVersion"]
+    assert [i["metadata"]["name"] for i in first["items"]] == ["hr-0", "hr-1", "hr-2"]
+    await custom.delete_namespaced_custom_object(*HR[:2], "apps", HR[2], "hr-0")
+    kube_sandbox.store.put(helmrelease("hr-1a"))  # sorts into the page already returned
+    kube_sandbox.store.put(helmrelease("hr-4a"))  # sorts into the page to come
+    rest = await custom.list_namespaced_custom_object(
+        *HR[:2], "apps", HR[2], limit=3, _continue=first["metadata"]["continue"]
+    )
+    assert [i["metadata"]["name"] for i in rest["items"]] == ["hr-3", "hr-4", "hr-4a"]
+    assert rest["metadata"]["resourceVersion"] == listed_at
+    assert rest["metadata"]["remainingItemCount"] == 1
+    last = await custom.list_namespaced_custom_object(
+        *HR[:2], "apps", HR[2], limit=3, _continue=rest["metadata"]["continue"]
+    )
+    assert [i["metadata"]["name"] for i in last["items"]] == ["hr-5"]
+    assert not last["metadata"].get("continue")
+
+
 async def test_discovery_and_version(kube_sandbox: KubeSandbox, api) -> None:
     info = await client.VersionApi(api).get_code()
     assert info.git_version == "v1.31.0"

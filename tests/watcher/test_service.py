@@ -14,7 +14,7 @@ from medic.runtime.health import HealthServer
 from medic.runtime.kube import KubeClient
 from medic.runtime.lifecycle import ServiceContext
 from medic.runtime.settings import KubeSettings, RuntimeSettings
-from medic.sandbox.lite_http import LiteSandbox
+from medic.sandbox import KubeSandbox
 from medic.schemas import ReleaseEvent, decode_message
 from medic.testing.helm import release_secret
 from medic.testing.waiting import eventually
@@ -28,7 +28,7 @@ async def test_build_runs_the_configured_sources(bus: Bus, monkeypatch: pytest.M
     monkeypatch.setenv(
         "MEDIC_WATCHER_CONFIG", json.dumps({"helm_storage": {"pending_after": 60, "tick": 0.1}})
     )
-    async with LiteSandbox.start() as sandbox:
+    async with KubeSandbox.start() as sandbox:
         sandbox.store.put(
             release_secret(
                 "stuck", "default", revision=1, status="pending-install", modified_ago=600
@@ -64,7 +64,7 @@ async def test_build_runs_the_configured_sources(bus: Bus, monkeypatch: pytest.M
 
 
 async def test_helmrelease_version_is_discovered() -> None:
-    async with LiteSandbox.start() as sandbox:
+    async with KubeSandbox.start() as sandbox:
         kube = await KubeClient.connect(KubeSettings(kubeconfig=sandbox.kubeconfig_path))
         try:
             assert await served_version(kube) == "v2"

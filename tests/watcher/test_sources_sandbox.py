@@ -16,8 +16,7 @@ from medic.runtime.backoff import Backoff
 from medic.runtime.bus import Bus
 from medic.runtime.kube import KubeClient
 from medic.runtime.settings import KubeSettings
-from medic.sandbox.lite import Fault
-from medic.sandbox.lite_http import LiteSandbox
+from medic.sandbox import Fault, KubeSandbox
 from medic.schemas import Event, ReleaseEvent, decode_message
 from medic.testing import objects
 from medic.testing.helm import corrupt_release_secret, release_secret
@@ -30,15 +29,15 @@ Seen = tuple[str, str, str, str]  # (kind, name, problem, state)
 
 
 @pytest.fixture
-async def sandbox() -> AsyncIterator[LiteSandbox]:
-    async with LiteSandbox.start() as sb:
+async def sandbox() -> AsyncIterator[KubeSandbox]:
+    async with KubeSandbox.start() as sb:
         for ns in ("apps", "fleet-ns", "shoot--a"):
             sb.store.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}})
         yield sb
 
 
 @pytest.fixture
-async def kube(sandbox: LiteSandbox) -> AsyncIterator[KubeClient]:
+async def kube(sandbox: KubeSandbox) -> AsyncIterator[KubeClient]:
     client = await KubeClient.connect(KubeSettings(kubeconfig=sandbox.kubeconfig_path))
     client.backoff = Backoff(base=0.01, cap=0.05)
     try:
@@ -114,7 +113,7 @@ async def settle(bus: Bus, expected: set[Seen]) -> list[ReleaseEvent]:
 
 
 async def test_helmrelease_failed_stalled_old_version_and_resolved(
-    sandbox: LiteSandbox, kube: KubeClient, running: Running, bus: Bus
+    sandbox: KubeSandbox, kube: KubeClient, running: Running, bus: Bus
 ) -> None:
     store = sandbox.store
     store.put(objects.helmrelease("ok", status=objects.ready_status("ok", "apps")))
@@ -159,7 +158,7 @@ async def test_helmrelease_failed_stalled_old_version_and_resolved(
 
 
 async def test_helm_storage_pending_and_corrupt(
-    sandbox: LiteSandbox, kube: KubeClient, running: Running, bus: Bus
+    sandbox: KubeSandbox, kube: KubeClient, running: Running, bus: Bus
 ) -> None:
     store = sandbox.store
     store.put(release_secret("ok", revision=1))
@@ -180,7 +179,7 @@ async def test_helm_storage_pending_and_corrupt(
 
 
 async def test_fleet_error_and_missing_values_secret(
-    sandbox: LiteSandbox, kube: KubeClient, running: Running, bus: Bus
+    sandbox: KubeSandbox, kube: KubeClient, running: Running, bus: Bus
 ) -> None:
     store = sandbox.store
     store.put(objects.bundledeployment("fine", "fleet-ns"))
@@ -210,7 +209,7 @@ async def test_fleet_error_and_missing_values_secret(
 
 
 async def test_gardener_operation_stuck(
-    sandbox: LiteSandbox, kube: KubeClient, running: Running, bus: Bus
+    sandbox: KubeSandbox, kube: KubeClient, running: Running, bus: Bus
 ) -> None:
     store = sandbox.store
     store.put(objects.gardener_etcd("etcd-main", "shoot--a"))
@@ -220,7 +219,7 @@ async def test_gardener_operation_stuck(
 
 
 async def test_kube_events_with_etcd_errors_are_attributed(
-    sandbox: LiteSandbox, kube: KubeClient, running: Running, bus: Bus
+    sandbox: KubeSandbox, kube: KubeClient, running: Running, bus: Bus
 ) -> None:
     store = sandbox.store
 
@@ -249,7 +248,7 @@ async def test_kube_events_with_etcd_errors_are_attributed(
 
 
 async def test_a_repeating_drift_detected_event_is_one_drift_loop(
-    sandbox: LiteSandbox, kube: KubeClient, running: Running, bus: Bus
+    sandbox: KubeSandbox, kube: KubeClient, running: Running, bus: Bus
 ) -> None:
     message = (
         "Cluster state of release apps/podinfo.v1 has drifted from the desired state:\n"
@@ -280,7 +279,7 @@ async def test_a_repeating_drift_detected_event_is_one_drift_loop(
 async def test_sources_survive_sandbox_faults(bus: Bus) -> None:
     """Watches end every second; while one is closed: a change, compaction, then a burst of 500s
     with etcd errors and 429s, a dropped watch and a 410 (re-list). Nothing is missed."""
-    async with LiteSandbox.start(bookmark_interval=60) as sandbox:
+    async with KubeSandbox.start(bookmark_interval=60) as sandbox:
         store = sandbox.store
         client = await KubeClient.connect(KubeSettings(kubeconfig=sandbox.kubeconfig_path))
         client.backoff = Backoff(base=0.01, cap=0.05)
@@ -290,7 +289,7 @@ async def test_sources_survive_sandbox_faults(bus: Bus) -> None:
             config = {"operation_after": 0, "watch": {"timeout_seconds": 1}}
             await running.start(client, "gardener_etcd", config)
             await settle(bus, {("Etcd", "etcd-main", "operation_stuck", "firing")})
-            watches = sum(r["verb"] == "watch" for r in store.requests)
+            watches = sum(r.verb == "watch" for r in store.requests)
             # all at once, before the next watch: a change, history compacted, faults queued
             store.put(objects.gardener_etcd("etcd-late", "shoot--a"))
             store.put({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "x"}})
@@ -301,7 +300,7 @@ async def test_sources_survive_sandbox_faults(bus: Bus) -> None:
             store.inject(Fault(resource="etcds", drop_watch=True))
             # the bookmark that ends each watch would carry the compacted revision: ask for 410
             store.inject(Fault(verb="watch", resource="etcds", status=410, message="too old"))
-            lists = sum(r["verb"] == "list" for r in store.requests)
+            lists = sum(r.verb == "list" for r in store.requests)
             await settle(
                 bus,
                 {
@@ -313,9 +312,9 @@ async def test_sources_survive_sandbox_faults(bus: Bus) -> None:
             async def recovered() -> bool:
                 return (
                     all(f.times == 0 for f in store.faults)
-                    and sum(r["verb"] == "watch" for r in store.requests) > watches + 1
+                    and sum(r.verb == "watch" for r in store.requests) > watches + 1
                     # 410: the informer re-lists; the list follows the expiry asynchronously
-                    and sum(r["verb"] == "list" for r in store.requests) > lists
+                    and sum(r.verb == "list" for r in store.requests) > lists
                 )
 
             await eventually(recovered, timeout=15)
@@ -329,7 +328,7 @@ async def _true(value: bool) -> bool:
 
 
 async def test_namespace_filters(
-    sandbox: LiteSandbox, kube: KubeClient, running: Running, bus: Bus
+    sandbox: KubeSandbox, kube: KubeClient, running: Running, bus: Bus
 ) -> None:
     store = sandbox.store
     for name, labels in (("team-a", {"medic": "on"}), ("team-b", {}), ("team-c", {"medic": "on"})):
@@ -347,7 +346,7 @@ async def test_namespace_filters(
 
 
 async def test_restart_stores_no_duplicates(
-    sandbox: LiteSandbox, kube: KubeClient, bus: Bus
+    sandbox: KubeSandbox, kube: KubeClient, bus: Bus
 ) -> None:
     store = sandbox.store
     store.put(objects.helmrelease("broken", status=objects.etcd_failed_status("broken", "apps")))
@@ -364,7 +363,7 @@ async def test_restart_stores_no_duplicates(
             await run.start(kube, "gardener_etcd", {"operation_after": 0})
 
             async def listed(n: int = round_) -> bool:
-                return bool(sum(r["verb"] == "watch" for r in store.requests) >= 2 * n)
+                return bool(sum(r.verb == "watch" for r in store.requests) >= 2 * n)
 
             await eventually(listed, timeout=10)
             await settle(bus, expected)

@@ -15,8 +15,7 @@ from medic.runtime import subjects
 from medic.runtime.bus import Bus
 from medic.runtime.kube import KubeClient
 from medic.runtime.settings import KubeSettings
-from medic.sandbox.lite import Fault
-from medic.sandbox.lite_http import LiteSandbox
+from medic.sandbox import Fault, KubeSandbox
 from medic.schemas import ProblemState, ReleaseEvent, decode_message
 from medic.testing import objects
 from medic.testing.helm import corrupt_release_secret, release_secret
@@ -30,14 +29,14 @@ FAST = {"tick": 0.2}
 
 
 @pytest.fixture
-async def sandbox() -> AsyncIterator[LiteSandbox]:
-    async with LiteSandbox.start(bookmark_interval=0.2) as sb:
+async def sandbox() -> AsyncIterator[KubeSandbox]:
+    async with KubeSandbox.start(bookmark_interval=0.2) as sb:
         yield sb
 
 
 @contextlib.asynccontextmanager
 async def watching(
-    bus: Bus, sandbox: LiteSandbox, sources: list[str], config: dict[str, Any]
+    bus: Bus, sandbox: KubeSandbox, sources: list[str], config: dict[str, Any]
 ) -> AsyncIterator[None]:
     kube = await KubeClient.connect(KubeSettings(kubeconfig=sandbox.kubeconfig_path))
     settings = WatcherSettings(sources=sources, config=config)
@@ -83,7 +82,7 @@ async def has(bus: Bus, *wanted: tuple[str, str, str]) -> list[ReleaseEvent]:
 
 
 async def test_failed_helmrelease_produces_events_and_a_healthy_one_none(
-    bus: Bus, sandbox: LiteSandbox
+    bus: Bus, sandbox: KubeSandbox
 ) -> None:
     sandbox.store.put(
         objects.helmrelease("broken", status=objects.etcd_failed_status("broken", "apps"))
@@ -110,19 +109,19 @@ async def test_failed_helmrelease_produces_events_and_a_healthy_one_none(
     assert not [e for e in await events(bus) if e.data.object.name == "fine"]
 
 
-async def test_restart_stores_no_duplicate_events(bus: Bus, sandbox: LiteSandbox) -> None:
+async def test_restart_stores_no_duplicate_events(bus: Bus, sandbox: KubeSandbox) -> None:
     sandbox.store.put(
         objects.helmrelease("broken", status=objects.etcd_failed_status("broken", "apps"))
     )
     async with watching(bus, sandbox, ["helmrelease"], {"helmrelease": FAST}):
         await eventually(lambda: has(bus, ("broken", "stalled", "firing")))
     before = (await bus.js.stream_info(subjects.EVENTS.name)).state.messages
-    watches = sum(r["verb"] == "watch" for r in sandbox.store.requests)
+    watches = sum(r.verb == "watch" for r in sandbox.store.requests)
     async with watching(bus, sandbox, ["helmrelease"], {"helmrelease": FAST}):
         # The restarted watcher has listed and published its view once it is watching again.
         await eventually(
             lambda: asyncio.sleep(
-                0, result=sum(r["verb"] == "watch" for r in sandbox.store.requests) > watches
+                0, result=sum(r.verb == "watch" for r in sandbox.store.requests) > watches
             )
         )
     after = (await bus.js.stream_info(subjects.EVENTS.name)).state.messages
@@ -130,7 +129,7 @@ async def test_restart_stores_no_duplicate_events(bus: Bus, sandbox: LiteSandbox
 
 
 async def test_faults_410_and_dropped_watches_miss_no_change(
-    bus: Bus, sandbox: LiteSandbox
+    bus: Bus, sandbox: KubeSandbox
 ) -> None:
     sandbox.store.inject(
         Fault(verb="list", resource="helmreleases", status=429, retry_after=1, message="slow")
@@ -150,7 +149,7 @@ async def test_faults_410_and_dropped_watches_miss_no_change(
         await eventually(lambda: has(bus, ("two", "failed", "firing")), timeout=20)
 
 
-async def test_pending_helm_release_and_corrupt_record(bus: Bus, sandbox: LiteSandbox) -> None:
+async def test_pending_helm_release_and_corrupt_record(bus: Bus, sandbox: KubeSandbox) -> None:
     sandbox.store.put(release_secret("stuck", "apps", status="pending-install", modified_ago=600))
     sandbox.store.put(release_secret("young", "apps", status="pending-install", modified_ago=0))
     sandbox.store.put(release_secret("ok", "apps"))
@@ -172,7 +171,7 @@ async def test_pending_helm_release_and_corrupt_record(bus: Bus, sandbox: LiteSa
     assert "s3cr3t" not in pending.model_dump_json()
 
 
-async def test_fleet_values_secret_missing_then_back(bus: Bus, sandbox: LiteSandbox) -> None:
+async def test_fleet_values_secret_missing_then_back(bus: Bus, sandbox: KubeSandbox) -> None:
     sandbox.store.put(objects.bundledeployment("bd", "fleet-ns"))
     async with watching(bus, sandbox, ["fleet"], {"fleet": FAST}):
         await eventually(lambda: has(bus, ("bd", "values_missing", "firing")))
@@ -184,7 +183,7 @@ async def test_fleet_values_secret_missing_then_back(bus: Bus, sandbox: LiteSand
     ]
 
 
-async def test_gardener_operation_annotation_stuck(bus: Bus, sandbox: LiteSandbox) -> None:
+async def test_gardener_operation_annotation_stuck(bus: Bus, sandbox: KubeSandbox) -> None:
     sandbox.store.put(objects.gardener_etcd("etcd-main", "shoot--a"))
     sandbox.store.put(objects.gardener_etcd("etcd-events", "shoot--a", operation=False))
     config = {"gardener_etcd": {"operation_after": 0.3, **FAST}}
@@ -194,7 +193,7 @@ async def test_gardener_operation_annotation_stuck(bus: Bus, sandbox: LiteSandbo
 
 
 async def test_kubernetes_event_with_etcd_error_is_attributed(
-    bus: Bus, sandbox: LiteSandbox
+    bus: Bus, sandbox: KubeSandbox
 ) -> None:
     sandbox.store.put(
         {

@@ -8,7 +8,8 @@ cannot be decoded becomes a `decode_error` event of its own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -53,13 +54,23 @@ def project(obj: dict[str, Any]) -> StoredRelease | None:
     except helm.ReleaseDecodeError as exc:
         return StoredRelease(
             str(labels.get(helm.LABEL_NAME, metadata.get("name", ""))),
-            str(metadata.get("namespace", "")),
+            sys.intern(str(metadata.get("namespace", ""))),
             int(revision) if revision.isdigit() else 0,
             None,
             modified_at,
             str(exc),
         )
     summary = helm.summarize(record)
+    del record  # the whole release (manifest, values): not kept past the summary
+    # Kept for every release Secret: strings most releases share are stored once.
+    summary = replace(
+        summary,
+        namespace=sys.intern(summary.namespace),
+        chart=sys.intern(summary.chart),
+        chart_version=sys.intern(summary.chart_version),
+        description=sys.intern(summary.description),
+        last_deployed=sys.intern(summary.last_deployed),
+    )
     if modified_at is None:
         modified_at = parse_time(summary.last_deployed)
     return StoredRelease(

@@ -9,6 +9,7 @@ while every dependency is Ready); last written through an API version behind the
 from __future__ import annotations
 
 import asyncio
+import sys
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -16,11 +17,11 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from medic.runtime.kube import KubeClient, KubeError, ResourceType
-from medic.schemas import Condition, Evidence, ReleaseProblem
+from medic.schemas import Evidence, ReleaseProblem
 from medic.upstream import flux
 from medic.watcher.problems import Finding
 from medic.watcher.sources.base import Emit, Source, SourceContext, SourcePlugin
-from medic.watcher.sources.conditions import classify, conditions_of, last_write
+from medic.watcher.sources.conditions import Cond, classify, compact_conditions, last_write
 from medic.watcher.sources.kubernetes import ObjectFilter, ObjectSource, Tracked, WatchOptions
 
 
@@ -33,39 +34,50 @@ class HelmReleaseSettings(BaseModel):
     tick: float = Field(default=5.0, gt=0)
 
 
+CONDITIONS = frozenset({flux.READY, flux.STALLED, flux.RELEASED})  # what the judgement reads
+
+
 @dataclass(frozen=True, slots=True)
 class HelmReleaseView:
+    """What the judgement needs of a HelmRelease, kept for every one of them (10,000 and more):
+    slots, the three conditions read and no others, interned repeating strings."""
+
     namespace: str
     generation: int
     observed_generation: int
-    conditions: dict[str, Condition]
+    ready_condition: Cond | None
+    stalled: Cond | None
+    released: Cond | None
     written_at: datetime | None
     written_version: str
     depends_on: tuple[tuple[str, str], ...]
 
     @property
     def ready(self) -> bool:
-        ready = self.conditions.get(flux.READY)
+        ready = self.ready_condition
         return ready is not None and ready.status == "True"
 
 
 def project(obj: dict[str, Any]) -> HelmReleaseView:
     metadata = obj.get("metadata") or {}
-    namespace = str(metadata.get("namespace", ""))
+    namespace = sys.intern(str(metadata.get("namespace", "")))
     status = obj.get("status") or {}
     written_at, written_version = last_write(obj)
     deps = tuple(
-        (str(d.get("namespace") or namespace), str(d.get("name")))
+        (sys.intern(str(d.get("namespace") or namespace)), str(d.get("name")))
         for d in (obj.get("spec") or {}).get("dependsOn") or []
         if isinstance(d, dict) and d.get("name")
     )
+    conditions = compact_conditions(obj, CONDITIONS)
     return HelmReleaseView(
         namespace=namespace,
         generation=int(metadata.get("generation", 0) or 0),
         observed_generation=int(status.get("observedGeneration", -1)),
-        conditions=conditions_of(obj),
+        ready_condition=conditions.get(flux.READY),
+        stalled=conditions.get(flux.STALLED),
+        released=conditions.get(flux.RELEASED),
         written_at=written_at,
-        written_version=written_version.rpartition("/")[2],
+        written_version=sys.intern(written_version.rpartition("/")[2]),
         depends_on=deps,
     )
 
@@ -85,7 +97,7 @@ def judge(
             fields={"storedVersion": view.written_version, "targetVersion": settings.target_version}
         )
         findings.append(Finding(ReleaseProblem.OLD_API_VERSION, (view.written_version,), evidence))
-    ready = view.conditions.get(flux.READY)
+    ready = view.ready_condition
     stale: list[str] = []
     if ready is not None and ready.status == "False":
         if ready.reason == flux.DEPENDENCY_NOT_READY:
@@ -95,7 +107,9 @@ def judge(
         else:
             kind, error = classify(ready.message)
             if ready.reason in flux.FAILED_REASONS or error is not None:
-                evidence = Evidence(condition=ready, reason=ready.reason, message=ready.message)
+                evidence = Evidence(
+                    condition=ready.model(), reason=ready.reason, message=ready.message
+                )
                 findings.append(
                     Finding(
                         ReleaseProblem.FAILED,
@@ -105,11 +119,11 @@ def judge(
                         error,
                     )
                 )
-    stalled = view.conditions.get(flux.STALLED)
+    stalled = view.stalled
     if stalled is not None and stalled.status == "True":
         message = ready.message if ready is not None else stalled.message
         kind, error = classify(message)
-        evidence = Evidence(condition=stalled, reason=stalled.reason, message=message)
+        evidence = Evidence(condition=stalled.model(), reason=stalled.reason, message=message)
         findings.append(
             Finding(
                 ReleaseProblem.STALLED,
@@ -119,7 +133,7 @@ def judge(
                 error,
             )
         )
-    released = view.conditions.get(flux.RELEASED)
+    released = view.released
     if released is not None and released.message in flux.OLD_SUCCESS_MESSAGES:
         stale.append("old-message-format")
     since = view.written_at or item.first_seen
@@ -131,7 +145,7 @@ def judge(
     if stale:
         condition = ready or released
         evidence = Evidence(
-            condition=condition,
+            condition=condition.model() if condition else None,
             reason=condition.reason if condition else "",
             message=condition.message if condition else "",
             fields={

@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from medic.runtime.kube import NAMESPACES, KubeClient, KubeError, ResourceType
 from medic.watcher.informer import Informer
-from medic.watcher.problems import Finding, ProblemTracker, object_ref
+from medic.watcher.problems import AnyRef, Finding, ProblemTracker, compact_ref
 from medic.watcher.sources.base import Emit
 
 log = structlog.get_logger(__name__)
@@ -59,9 +59,9 @@ class WatchOptions(BaseModel):
     )
 
 
-@dataclass
+@dataclass(slots=True)
 class Tracked(Generic[P]):
-    obj_ref: Any
+    obj_ref: AnyRef
     projection: P
     first_seen: datetime
 
@@ -186,11 +186,11 @@ class ObjectSource(Generic[P]):
             return
         await self.on_object(obj)
 
-    def subject_ref(self, obj: dict[str, Any]) -> Any:
+    def subject_ref(self, obj: dict[str, Any]) -> AnyRef:
         """The object events are about (an Event source overrides: the involved object)."""
-        return object_ref(obj)
+        return compact_ref(obj, self.rt.kind, self.rt.api_version)
 
-    def track_key(self, obj: dict[str, Any], ref: Any) -> str:  # noqa: ARG002 - for overrides
+    def track_key(self, obj: dict[str, Any], ref: AnyRef) -> str:  # noqa: ARG002 - for overrides
         """What one tracked observation is keyed by: the object's uid (an Event source: its own)."""
         return str(ref.uid or ref.name)
 

@@ -1,4 +1,6 @@
-"""The compact sandbox with the real kubernetes_asyncio client and Medic's own client."""
+"""The sandbox with the real kubernetes_asyncio client and Medic's own client (these tests first
+ran against the stop-gap medic.sandbox.lite; the one about storage versions lives in
+test_client.py, since KubeSandbox stores at the CRD's storage version like the API server)."""
 
 from __future__ import annotations
 
@@ -11,21 +13,20 @@ from kubernetes_asyncio.client.exceptions import ApiException
 
 from medic.runtime.kube import ConflictError, GoneError, KubeClient, ResourceType
 from medic.runtime.settings import KubeSettings
-from medic.sandbox.lite import Fault
-from medic.sandbox.lite_http import LiteSandbox
+from medic.sandbox import Fault, KubeSandbox
 from medic.testing import objects
 
 HR = ResourceType("helm.toolkit.fluxcd.io", "v2", "helmreleases", "HelmRelease")
 
 
 @pytest.fixture
-async def sandbox() -> AsyncIterator[LiteSandbox]:
-    async with LiteSandbox.start(bookmark_interval=0.2) as sb:
+async def sandbox() -> AsyncIterator[KubeSandbox]:
+    async with KubeSandbox.start(bookmark_interval=0.2) as sb:
         yield sb
 
 
 @pytest.fixture
-async def api(sandbox: LiteSandbox) -> AsyncIterator[client.ApiClient]:
+async def api(sandbox: KubeSandbox) -> AsyncIterator[client.ApiClient]:
     cfg = client.Configuration()
     await config.load_kube_config(
         config_file=str(sandbox.kubeconfig_path), client_configuration=cfg
@@ -35,7 +36,7 @@ async def api(sandbox: LiteSandbox) -> AsyncIterator[client.ApiClient]:
 
 
 @pytest.fixture
-async def kube(sandbox: LiteSandbox) -> AsyncIterator[KubeClient]:
+async def kube(sandbox: KubeSandbox) -> AsyncIterator[KubeClient]:
     kube_client = await KubeClient.connect(KubeSettings(kubeconfig=sandbox.kubeconfig_path))
     try:
         yield kube_client
@@ -43,40 +44,8 @@ async def kube(sandbox: LiteSandbox) -> AsyncIterator[KubeClient]:
         await kube_client.close()
 
 
-async def test_same_helmrelease_reads_at_v2beta1_and_v2(
-    sandbox: LiteSandbox, api: client.ApiClient
-) -> None:
-    old = objects.helmrelease(
-        "podinfo", version="v2beta1", status=objects.ready_status("podinfo", "apps")
-    )
-    sandbox.store.put(old)
-    assert (
-        sandbox.store.stored_version("helm.toolkit.fluxcd.io/v2", "HelmRelease", "podinfo", "apps")
-        == "v2beta1"
-    )
-    custom = client.CustomObjectsApi(api)
-    for version in ("v2beta1", "v2"):
-        hr = await custom.get_namespaced_custom_object(
-            "helm.toolkit.fluxcd.io", version, "apps", "helmreleases", "podinfo"
-        )
-        assert hr["apiVersion"] == f"helm.toolkit.fluxcd.io/{version}"
-    await custom.patch_namespaced_custom_object(
-        "helm.toolkit.fluxcd.io",
-        "v2",
-        "apps",
-        "helmreleases",
-        "podinfo",
-        {"metadata": {"annotations": {"x": "y"}}},
-        _content_type="application/merge-patch+json",
-    )
-    assert (
-        sandbox.store.stored_version("helm.toolkit.fluxcd.io/v2", "HelmRelease", "podinfo", "apps")
-        == "v2"
-    )
-
-
 async def test_list_pages_with_limit_and_continue(
-    sandbox: LiteSandbox, api: client.ApiClient
+    sandbox: KubeSandbox, api: client.ApiClient
 ) -> None:
     for i in range(7):
         sandbox.store.put(
@@ -99,7 +68,7 @@ async def test_list_pages_with_limit_and_continue(
 
 
 async def test_stale_update_is_409_and_a_fresh_read_succeeds(
-    kube: KubeClient, sandbox: LiteSandbox
+    kube: KubeClient, sandbox: KubeSandbox
 ) -> None:
     sandbox.store.put(objects.helmrelease("web"))
     read = await kube.get(HR, "web", "apps")
@@ -126,7 +95,7 @@ async def test_stale_update_is_409_and_a_fresh_read_succeeds(
     assert done["metadata"]["generation"] == 2
 
 
-async def test_json_patch_and_status_subresource(kube: KubeClient, sandbox: LiteSandbox) -> None:
+async def test_json_patch_and_status_subresource(kube: KubeClient, sandbox: KubeSandbox) -> None:
     sandbox.store.put(objects.gardener_etcd("etcd-main", "shoot"))
     etcds = ResourceType("druid.gardener.cloud", "v1alpha1", "etcds", "Etcd")
     patched = await kube.patch(
@@ -147,7 +116,7 @@ async def test_json_patch_and_status_subresource(kube: KubeClient, sandbox: Lite
 
 
 async def test_watch_resumes_and_expired_history_is_410(
-    kube: KubeClient, sandbox: LiteSandbox
+    kube: KubeClient, sandbox: KubeSandbox
 ) -> None:
     sandbox.store.put(objects.helmrelease("a"))
     _, version = await kube.list(HR)
@@ -164,7 +133,7 @@ async def test_watch_resumes_and_expired_history_is_410(
 
 
 async def test_faults_are_seen_by_the_real_client(
-    sandbox: LiteSandbox, api: client.ApiClient
+    sandbox: KubeSandbox, api: client.ApiClient
 ) -> None:
     sandbox.store.inject(
         Fault(verb="list", resource="secrets", status=429, message="slow down", retry_after=2)
@@ -182,7 +151,7 @@ async def test_faults_are_seen_by_the_real_client(
 
 
 async def test_medic_client_retries_injected_etcd_errors(
-    kube: KubeClient, sandbox: LiteSandbox
+    kube: KubeClient, sandbox: KubeSandbox
 ) -> None:
     sandbox.store.put(objects.helmrelease("c"))
     sandbox.store.inject(Fault(verb="patch", resource="helmreleases", status=500, times=2))
@@ -190,7 +159,7 @@ async def test_medic_client_retries_injected_etcd_errors(
     assert done["metadata"]["annotations"] == {"k": "v"}
 
 
-async def test_subject_access_review_follows_rbac(kube: KubeClient, sandbox: LiteSandbox) -> None:
+async def test_subject_access_review_follows_rbac(kube: KubeClient, sandbox: KubeSandbox) -> None:
     user = "system:serviceaccount:apps:deployer"
     assert not await kube.create_subject_access_review(user, "apps", "update", "secrets")
     sandbox.store.put(
@@ -214,7 +183,7 @@ async def test_subject_access_review_follows_rbac(kube: KubeClient, sandbox: Lit
     assert not await kube.create_subject_access_review(user, "apps", "delete", "secrets")
 
 
-async def test_controller_hooks_play_the_controller(sandbox: LiteSandbox, kube: KubeClient) -> None:
+async def test_controller_hooks_play_the_controller(sandbox: KubeSandbox, kube: KubeClient) -> None:
     def helm_controller(store, change, obj):
         token = (obj["metadata"].get("annotations") or {}).get("reconcile.fluxcd.io/requestedAt")
         if (
