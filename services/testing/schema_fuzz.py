@@ -188,3 +188,16 @@ def collect(strategy: st.SearchStrategy[Any], count: int) -> list[Any]:
 
     draw_one()
     return drawn[:count]
+
+
+def balanced(strategy: st.SearchStrategy[Mutant], count: int) -> list[Mutant]:
+    """`count` mutants of which at least a third must be rejected by the schema.
+
+    The draws are derandomized, but what they contain still moves with hypothesis' internal
+    state (other tests in the same session): draw three times as many and keep the mix, so the
+    batch always does break the consumer's input, whatever order the suite runs in.
+    """
+    drawn = collect(strategy, 3 * count)
+    rejected = [m for m in drawn if m.must_reject][: count // 2]
+    accepted = [m for m in drawn if not m.must_reject][: count - len(rejected)]
+    return rejected + accepted

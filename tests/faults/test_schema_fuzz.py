@@ -107,7 +107,7 @@ def judge(published: dict[int, Mutant], letters: dict[int, DeadLetter]) -> None:
 def event_mutants() -> list[Mutant]:
     found: list[Mutant] = []
     for name in ("release-event", "etcd-event", "custom-event"):
-        found += schema_fuzz.collect(schema_fuzz.mutants(name), PER_EVENT_SCHEMA)
+        found += schema_fuzz.balanced(schema_fuzz.mutants(name), PER_EVENT_SCHEMA)
     return found
 
 
@@ -179,7 +179,7 @@ def header_safe(mutant: Mutant) -> Mutant:
 
 
 async def test_notifier_dead_letters_bad_results_by_field_and_keeps_going(bus: Bus) -> None:
-    drawn = schema_fuzz.collect(schema_fuzz.mutants("remediation-result"), RESULTS_COUNT)
+    drawn = schema_fuzz.balanced(schema_fuzz.mutants("remediation-result"), RESULTS_COUNT)
     mutants = [header_safe(m) for m in drawn]
     assert sum(m.must_reject for m in mutants) >= len(mutants) // 3
     sentinel = make_result("sentinel", Outcome.SUCCEEDED, cluster=CLUSTER)
