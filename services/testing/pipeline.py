@@ -170,12 +170,23 @@ async def check(bus: Bus) -> Outcomes:
     stored = info.state.messages
     if stored:
         sub = await bus.js.pull_subscribe("medic.results.>", stream=subjects.RESULTS.name)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 60.0
+        seen = 0
         try:
-            while len(ids) + 0 < stored:
-                for msg in await sub.fetch(512, timeout=2.0):
+            while seen < stored:
+                try:
+                    batch = await sub.fetch(512, timeout=2.0)
+                except nats.errors.TimeoutError:
+                    # A loaded cluster that just lost a node can be slow to answer: keep asking.
+                    if loop.time() > deadline:
+                        raise
+                    continue
+                for msg in batch:
                     decoded = RemediationResult.model_validate_json(msg.data)
                     ids.add(decoded.id)
                     events.add(decoded.data.event_id)
+                    seen += 1
                     await msg.ack()
         finally:
             await sub.unsubscribe()
