@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import aiohttp
 import typer
 
 from medic.demo import play
@@ -20,6 +19,7 @@ from medic.demo.stack import Stack
 from medic.notifier import service as notifier
 from medic.remediator import service as remediator
 from medic.runtime import logging as medic_logging
+from medic.runtime.health import wait_ready
 from medic.runtime.lifecycle import run_services
 from medic.runtime.settings import CONFIG_ENV, RuntimeSettings
 from medic.watcher import service as watcher
@@ -34,19 +34,6 @@ STAGE_WIDTH = 11
 def printer(entry: Entry) -> None:
     where = entry.scenario or "cluster"
     typer.echo(f"{entry.at:6.1f}s  {entry.stage:<{STAGE_WIDTH}} {where:<9} {entry.text}")
-
-
-async def wait_ready(port: int, timeout: float = 30.0) -> None:
-    url = f"http://127.0.0.1:{port}/readyz"
-    async with asyncio.timeout(timeout), aiohttp.ClientSession() as session:
-        while True:
-            try:
-                async with session.get(url, timeout=aiohttp.ClientTimeout(total=1)) as reply:
-                    if reply.status == 200:
-                        return
-            except aiohttp.ClientError:
-                pass
-            await asyncio.sleep(0.1)
 
 
 async def run_demo(

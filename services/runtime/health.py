@@ -6,9 +6,11 @@ Kubernetes reachable), so a Kubernetes Service stops routing to a replica that c
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 
+import aiohttp
 import structlog
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
@@ -77,3 +79,24 @@ async def serving(server: HealthServer) -> AsyncIterator[HealthServer]:
         yield server
     finally:
         await server.stop()
+
+
+async def wait_ready(
+    port: int,
+    timeout: float = 30.0,
+    *,
+    still_starting: Callable[[], None] | None = None,
+    host: str = "127.0.0.1",
+) -> None:
+    """Poll a process's `/readyz` until it answers 200 (TimeoutError after `timeout`);
+    `still_starting` may raise to give up early, e.g. when the process has exited."""
+    url = f"http://{host}:{port}/readyz"
+    async with asyncio.timeout(timeout), aiohttp.ClientSession() as session:
+        while True:
+            if still_starting is not None:
+                still_starting()
+            with contextlib.suppress(aiohttp.ClientError):
+                async with session.get(url, timeout=aiohttp.ClientTimeout(total=1)) as reply:
+                    if reply.status == 200:
+                        return
+            await asyncio.sleep(0.1)

@@ -8,19 +8,17 @@ their exit codes and logs, so a test can also assert a clean shutdown.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import aiohttp
-
 from medic.demo import play, report
 from medic.demo.observer import Observer
 from medic.demo.scenarios import Scenario
 from medic.demo.stack import Controllers, Stack, Timings
+from medic.runtime import health
 from medic.runtime.bus import Bus
 from medic.runtime.embedded_nats import free_port
 from medic.runtime.settings import NatsSettings
@@ -59,16 +57,13 @@ class Rig:
 
 
 async def wait_ready(port: int, process: ServiceProcess, timeout: float = 40.0) -> None:
-    url = f"http://127.0.0.1:{port}/readyz"
-    async with asyncio.timeout(timeout), aiohttp.ClientSession() as session:
-        while True:
-            if not process.running:
-                raise RuntimeError(f"medic {process.service} exited:\n{process.logs()[-3000:]}")
-            with contextlib.suppress(aiohttp.ClientError):
-                async with session.get(url, timeout=aiohttp.ClientTimeout(total=1)) as reply:
-                    if reply.status == 200:
-                        return
-            await asyncio.sleep(0.1)
+    """Until the service process answers `/readyz`; its log when it exited instead."""
+
+    def still_starting() -> None:
+        if not process.running:
+            raise RuntimeError(f"medic {process.service} exited:\n{process.logs()[-3000:]}")
+
+    await health.wait_ready(port, timeout, still_starting=still_starting)
 
 
 @contextlib.asynccontextmanager
