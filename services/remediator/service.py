@@ -54,11 +54,15 @@ RESUMED = "applied by a previous owner that stopped before verifying; not applie
 RESUMED_WRITE = "written by a previous owner that stopped while writing; found in place"
 
 
-def result_id(event_id: str, rule: str, outcome: Outcome, attempt: int) -> str:
+def result_id(
+    event_id: str, rule: str, outcome: Outcome, attempt: int, *, interim: bool = False
+) -> str:
     """One id for the final result of (event, rule), whatever it says: an owner that stopped
     after publishing but before recording it, followed by one that reports what it finds,
     publishes the same id, and JetStream stores the first. A `failed` attempt (retried later)
-    has its own."""
+    has its own, and so has the escalation of a refusal that is re-checked (`interim`)."""
+    if interim:
+        return stable_id(event_id, rule, "refused")
     if outcome is Outcome.FAILED:
         return stable_id(event_id, rule, outcome.value, attempt)
     return stable_id(event_id, rule, "final")
@@ -184,7 +188,9 @@ class RemediatorService:
                 bound.info("decision_wait", reason=decision.reason, delay=round(decision.delay, 2))
                 waits.append(decision.delay)
                 continue
-            outcome = await self._carry_out(decision, event, key, delivery, bound)
+            outcome, recheck = await self._carry_out(decision, event, key, delivery, bound)
+            if recheck is not None:
+                waits.append(recheck)
             if outcome is Outcome.FAILED:
                 # Come back after the backoff: the engine decides the next attempt or escalates.
                 waits.append(
@@ -204,14 +210,16 @@ class RemediatorService:
 
     async def _carry_out(
         self, decision: Decision, event: Any, key: str, delivery: Delivery, bound: Any
-    ) -> Outcome | None:
+    ) -> tuple[Outcome | None, float | None]:
+        """Claim, act (or escalate/skip), record and publish one decision; returns its outcome
+        and, for a refusal to be re-checked, the delay until the next plan."""
         step = f"{decision.name}:{decision.verdict.value}:{decision.attempt}"
         claim = await self.state.claim(
             event.id, decision.name, step, self.settings.actor, self.settings.lease_seconds
         )
         if claim == "done":
             bound.info("decision_already_done")
-            return None
+            return None, None
         if claim == "busy":
             raise TransientError("another replica holds this decision", delay=2.0)
         started = now()
@@ -226,14 +234,10 @@ class RemediatorService:
         else:
             outcome, reason, plan = Outcome.SKIPPED, decision.reason, None
         if outcome in {Outcome.SUCCEEDED, Outcome.FAILED, Outcome.APPLIED}:
-            await self.state.record_attempt(decision.name, key, outcome.value, started)
-            try:
-                if await self.state.record_rule_run(
-                    decision.rule, outcome is Outcome.FAILED, started
-                ):
-                    bound.warning("circuit_breaker_opened")
-            except RuntimeError as exc:  # rule statistics must not undo a decision that acted
-                bound.warning("rule_statistics_not_recorded", error=str(exc))
+            await self._record_attempt(decision, key, outcome, started, bound)
+        if outcome is Outcome.ESCALATED and plan is not None and plan.recheck_after:
+            await self._refused_for_now(decision, event, key, (reason, plan, started, clock), bound)
+            return outcome, plan.recheck_after
         if outcome is Outcome.ESCALATED:
             await self.state.record_escalation(decision.name, key)
         metrics.record_outcome(decision, outcome, time.perf_counter() - clock)
@@ -242,7 +246,37 @@ class RemediatorService:
         final = outcome is not Outcome.FAILED
         await self.state.finish(event.id, decision.name, outcome.value, final=final)
         bound.info("decision_done", outcome=outcome.value, reason=reason, attempt=decision.attempt)
-        return outcome
+        return outcome, None
+
+    async def _record_attempt(
+        self, decision: Decision, key: str, outcome: Outcome, started: datetime, bound: Any
+    ) -> None:
+        await self.state.record_attempt(decision.name, key, outcome.value, started)
+        try:
+            if await self.state.record_rule_run(decision.rule, outcome is Outcome.FAILED, started):
+                bound.warning("circuit_breaker_opened")
+        except RuntimeError as exc:  # rule statistics must not undo a decision that acted
+            bound.warning("rule_statistics_not_recorded", error=str(exc))
+
+    async def _refused_for_now(
+        self,
+        decision: Decision,
+        event: Any,
+        key: str,
+        judged: tuple[str, Any, datetime, float],
+        bound: Any,
+    ) -> None:
+        """The action refused for a cause a person can remove (e.g. missing RBAC): tell people
+        once, write nothing, and let the same event be planned again later (the claim is
+        released, as nothing was written; the problem is not marked escalated)."""
+        reason, plan, started, clock = judged
+        if await self.state.mark_refused(decision.name, key):
+            metrics.record_outcome(decision, Outcome.ESCALATED, time.perf_counter() - clock)
+            await self._publish(
+                decision, event, key, Outcome.ESCALATED, reason, plan, started, clock, interim=True
+            )
+        await self.state.release(event.id, decision.name)
+        bound.info("decision_refused_recheck", reason=reason, recheck_after=plan.recheck_after)
 
     async def _act(
         self, decision: Decision, event: Any, delivery: Delivery, claim: str
@@ -266,7 +300,7 @@ class RemediatorService:
             return Outcome.APPLIED, RESUMED_WRITE, result.plan
         return result.outcome, result.reason, result.plan
 
-    async def _publish(  # noqa: PLR0917 - internal, one call site
+    async def _publish(  # noqa: PLR0917 - internal, two call sites
         self,
         decision: Decision,
         event: Any,
@@ -276,6 +310,8 @@ class RemediatorService:
         plan: Any,
         started: datetime,
         clock: float,
+        *,
+        interim: bool = False,
     ) -> None:
         spec = decision.rule.rule.spec
         target = self.runner.target_of(event)
@@ -283,7 +319,7 @@ class RemediatorService:
             event.data.evidence.model_dump(mode="json") if isinstance(event, ReleaseEvent) else {}
         )
         result = RemediationResult(
-            id=result_id(event.id, decision.name, outcome, decision.attempt),
+            id=result_id(event.id, decision.name, outcome, decision.attempt, interim=interim),
             source=f"medic/remediator/{event.cluster}",
             cluster=event.cluster,
             subject=event.subject,

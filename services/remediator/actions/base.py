@@ -51,6 +51,9 @@ class Plan:
     backup: dict[str, Any] | None = None
     token: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # A refusal whose cause a person can remove (missing RBAC): escalate once, then plan again
+    # every `recheck_after` seconds and act once the cause is gone (no restart, no new event).
+    recheck_after: float | None = None
 
 
 class Action(Protocol):

@@ -5,8 +5,14 @@ Safe by construction (scenarios.md S3): acts only on the newest revision, only w
 (SubjectAccessReview) whether the deploying identity may get/list/create/update Secrets in the
 namespace, and when it may not, refuses and escalates with that diagnosis instead of clearing a
 lock the next upgrade will leave behind again; backs the Secret up (restorable with
-`medic backup restore ID`) before it writes; then marks the revision failed in the record
-(`info.status`) and the `status` label together, with the judged resourceVersion.
+`medic backup restore ID`) before it writes; then unlocks the revision the way helm-controller
+does (internal/reconcile/unlock.go): status `failed`, description `Release unlocked from stale
+'<status>' state` (plus why, from Medic), written as Helm's Secrets driver writes an update
+(labels from the record, `modifiedAt`), with the judged resourceVersion.
+
+A release a HelmRelease owns is left to helm-controller, which unlocks pending releases itself at
+the start of a reconcile since Flux 2.2 (upstream-facts.md): Medic only requests that reconcile
+(`reconcile.fluxcd.io/requestedAt`) and never edits Helm storage behind it.
 """
 
 from __future__ import annotations
@@ -16,11 +22,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from medic.remediator.actions.base import ActionContext, Plan, fixed
+from medic.remediator.actions.base import ActionContext, Plan, annotation_changes, fixed, token
 from medic.remediator.rules.model import Duration
-from medic.runtime.kube import SECRETS, NotFoundError
+from medic.runtime.kube import SECRETS, NotFoundError, ResourceType
 from medic.schemas import Change, Event, ObjectRef
-from medic.upstream import helm
+from medic.upstream import flux, helm
+
+HELMRELEASES = ResourceType(flux.GROUP, flux.STORAGE_VERSION, flux.PLURAL, flux.KIND)
 
 VERBS = ("get", "list", "create", "update")
 
@@ -33,6 +41,11 @@ class ClearPendingParams(BaseModel):
         description="Who deploys the release; {namespace} is filled in.",
     )
     check_rbac: bool = Field(default=True, alias="checkRbac")
+    recheck: Duration = Field(
+        default=30.0,
+        description="While the identity lacks Secret access: how often to check again (and "
+        "unlock once someone fixed the RBAC).",
+    )
 
 
 def lock_age(secret: dict[str, Any], record: dict[str, Any], now: datetime) -> float | None:
@@ -56,6 +69,8 @@ class ClearPendingAction:
             "resources": ["subjectaccessreviews"],
             "verbs": ["create"],
         },
+        # Who owns the release: a HelmRelease gets a reconcile request instead of an edit.
+        {"apiGroups": [flux.GROUP], "resources": [flux.PLURAL], "verbs": ["list", "patch"]},
     )
     example: dict[str, Any] = {"action": {"name": "clear-pending", "params": {"minLockAge": "10m"}}}
 
@@ -81,24 +96,27 @@ class ClearPendingAction:
             return Plan(
                 verdict="skip", reason="lock-younger-than-threshold", diagnosis={"lockAge": age}
             )
+        owner = await owning_helmrelease(ctx, summary)
+        if owner is not None:
+            return request_reconcile(owner, summary, target)
         diagnosis = await self._diagnose(ctx, params, summary.namespace)
         if diagnosis and not all(diagnosis["allowed"].values()):
             return Plan(
                 verdict="refuse",
                 reason="deploying identity lacks Secret access",
                 diagnosis=diagnosis,
+                recheck_after=params.recheck,
             )
+        why = f" by Medic: no operation in progress for {round(age)}s"
         failed = helm.with_status(
-            record,
-            helm.ReleaseStatus.FAILED,
-            f"Marked failed by Medic: stuck in {summary.status.value}",
+            record, helm.ReleaseStatus.FAILED, helm.unlock_description(summary.status) + why
+        )
+        labels = helm.updated_labels(
+            secret["metadata"].get("labels") or {}, failed, int(ctx.clock().timestamp())
         )
         replacement = {
             **secret,
-            "metadata": {
-                **secret["metadata"],
-                "labels": {**(secret["metadata"].get("labels") or {}), helm.LABEL_STATUS: "failed"},
-            },
+            "metadata": {**secret["metadata"], "labels": labels},
             "data": {**secret["data"], helm.DATA_KEY: helm.encode_secret_data(failed)},
         }
         return Plan(
@@ -147,9 +165,49 @@ class ClearPendingAction:
         }
 
     async def verify(self, ctx: ActionContext, plan: Plan) -> bool:
-        secret = await ctx.kube.get(SECRETS, plan.name, plan.namespace)
+        """The release's Secret is no longer pending (unlocked by Medic or by helm-controller)."""
+        name, namespace = plan.extra.get("secret", (plan.name, plan.namespace))
+        secret = await ctx.kube.get(SECRETS, name, namespace)
         record = helm.decode_secret_data(str(secret["data"][helm.DATA_KEY]))
         return not helm.summarize(record).status.is_pending
+
+
+async def owning_helmrelease(
+    ctx: ActionContext, summary: helm.ReleaseSummary
+) -> dict[str, Any] | None:
+    """The HelmRelease whose release this is (helm-controller's naming), if Flux is installed."""
+    try:
+        items, _ = await ctx.kube.list(HELMRELEASES)
+    except NotFoundError:  # no Flux CRD on this cluster
+        return None
+    wanted = (summary.name, summary.namespace)
+    return next((item for item in items if flux.release_name(item) == wanted), None)
+
+
+def request_reconcile(
+    owner: dict[str, Any], summary: helm.ReleaseSummary, secret: ObjectRef
+) -> Plan:
+    """`flux reconcile hr NAME`: helm-controller unlocks the pending release itself."""
+    metadata = owner["metadata"]
+    value = token()
+    wanted: dict[str, str | None] = {flux.REQUESTED_AT: value}
+    return Plan(
+        verdict="act",
+        reason="owned by a HelmRelease: helm-controller unlocks it on reconcile",
+        rt=HELMRELEASES,
+        name=metadata["name"],
+        namespace=metadata["namespace"],
+        patch={"metadata": {"annotations": wanted}},
+        resource_version=metadata["resourceVersion"],
+        changes=annotation_changes(owner, wanted),
+        diagnosis={
+            "owner": f"HelmRelease {metadata['namespace']}/{metadata['name']}",
+            "release": f"{summary.namespace}/{summary.name} v{summary.revision}",
+            "status": summary.status.value,
+        },
+        token=value,
+        extra={"secret": (secret.name, secret.namespace)},
+    )
 
 
 ACTION = ClearPendingAction()
