@@ -92,6 +92,7 @@ def demo(
       medic demo
       medic demo --report demo.json
       medic demo -s S3 -s S4
+      medic demo --dry-run
     """
     medic_logging.configure("console", "warning")
     known = [as_dry_run(s) for s in all_scenarios()] if dry_run else all_scenarios()
@@ -100,7 +101,10 @@ def demo(
         typer.echo(f"no scenario named {scenario}; known: {[s.key for s in known]}", err=True)
         raise typer.Exit(2)
     if dry_run:
-        typer.echo("dry-run: every rule plans only; expect `planned` and an untouched cluster")
+        typer.echo(
+            "dry-run: nothing is written; every fix is `planned`, a diagnosis-only rule"
+            " (S2-drift) still escalates with its diagnosis; the cluster stays untouched"
+        )
     result = asyncio.run(run_demo(chosen, timeout, data_dir, dry_run=dry_run))
     typer.echo("")
     typer.echo(reports.table(result))
