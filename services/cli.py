@@ -10,14 +10,15 @@ import asyncio
 import contextlib
 import importlib
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 import typer
 
 from medic.runtime import logging as medic_logging
 from medic.runtime.embedded_nats import EmbeddedNats
+from medic.runtime.health import HealthPortInUseError, ensure_port_free, port_in_use
 from medic.runtime.lifecycle import ServiceFactory, run_services
 from medic.runtime.settings import CONFIG_ENV, RuntimeSettings, SettingsError
 
@@ -73,10 +74,22 @@ def factories(names: Sequence[str]) -> list[ServiceFactory]:
     return found
 
 
+def serve(main: Coroutine[Any, Any, None]) -> None:
+    """Run a service process; a busy health port is one line and exit 2, not a traceback."""
+    try:
+        asyncio.run(main)
+    except (HealthPortInUseError, ExceptionGroup) as exc:
+        busy = port_in_use(exc)
+        if busy is None:
+            raise
+        typer.echo(str(busy), err=True)
+        raise typer.Exit(2) from None
+
+
 def run_one(name: str, config: Path | None, kubeconfig: Path | None) -> None:
     overrides = {"kubeconfig": kubeconfig} if kubeconfig else {}
     settings = load_settings(config, **overrides)
-    asyncio.run(run_services(settings, f"medic-{name}", factories([name])))
+    serve(run_services(settings, f"medic-{name}", factories([name])))
 
 
 @app.command()
@@ -130,6 +143,7 @@ async def embedded_defaults(
 
 
 async def run_all(settings: RuntimeSettings, data_dir: Path) -> None:
+    ensure_port_free(settings.health.host, settings.health.port)
     async with embedded_defaults(settings, data_dir) as effective:
         await run_services(effective, "medic", factories(list(SERVICES)))
 
@@ -155,7 +169,7 @@ def run(
     """
     overrides = {"kubeconfig": kubeconfig} if kubeconfig else {}
     settings = load_settings(config, **overrides)
-    asyncio.run(run_all(settings, data_dir))
+    serve(run_all(settings, data_dir))
 
 
 @app.command("schemas")

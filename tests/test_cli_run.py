@@ -6,13 +6,15 @@ import asyncio
 import json
 import os
 import signal
+import socket
+import subprocess
 import sys
 import urllib.request
 from pathlib import Path
 
 import pytest
 
-from medic.runtime.embedded_nats import free_port
+from medic.runtime.embedded_nats import EmbeddedNats, free_port
 from medic.testing.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)
@@ -73,3 +75,44 @@ async def test_medic_run_is_ready_and_exits_cleanly_on_sigterm(tmp_path: Path) -
     )
     out, _ = await leftovers.communicate()
     assert out.strip() == b"", "a child process (nats-server) outlived medic run"
+
+
+def _run_on_busy_port(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        return subprocess.run(
+            [sys.executable, "-m", "medic.cli", *args],
+            env={**env, "MEDIC_HEALTH__PORT": str(port), "MEDIC_LOG_FORMAT": "json"},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+
+def _assert_one_line_about_the_port(done: subprocess.CompletedProcess[str]) -> None:
+    assert done.returncode == 2, done.stderr[-3000:]
+    assert "Traceback" not in done.stderr
+    said = [line for line in done.stderr.splitlines() if not line.startswith("{")]
+    assert len(said) == 1, said
+    assert "already in use" in said[0]
+    assert "MEDIC_HEALTH__PORT" in said[0]
+    assert "health port" in said[0]
+
+
+def test_medic_run_on_a_busy_health_port_says_so_in_one_line_and_exits_2(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIC_")}
+    done = _run_on_busy_port(["run", "--data-dir", str(tmp_path / "data")], env)
+    _assert_one_line_about_the_port(done)
+    assert "embedded NATS" not in done.stderr, "nothing else starts when the port is taken"
+
+
+@pytest.mark.parametrize("service", ["watcher", "remediator", "notifier"])
+def test_a_service_on_a_busy_health_port_says_so_in_one_line_and_exits_2(
+    service: str, nats_server: EmbeddedNats
+) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIC_")}
+    done = _run_on_busy_port([service], {**env, "MEDIC_NATS__URLS": nats_server.url})
+    _assert_one_line_about_the_port(done)
