@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import importlib.metadata
 import os
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Annotated, Any, Final
 import typer
 
 from medic.runtime import logging as medic_logging
+from medic.runtime.cli_help import CommandApp
 from medic.runtime.embedded_nats import EmbeddedNats
 from medic.runtime.health import HealthPortInUseError, ensure_port_free, port_in_use
 from medic.runtime.lifecycle import ServiceFactory, run_services
@@ -28,13 +30,37 @@ SERVICES: Final = {
     "notifier": "medic.notifier.service",
 }
 
-app = typer.Typer(
+app = CommandApp(
     name="medic",
-    help="Medic: event-driven remediation of Kubernetes release failures.",
+    help="""Medic: event-driven remediation of Kubernetes release failures.
+
+    Examples:
+      medic demo
+      medic run --kubeconfig ~/.kube/config
+      medic rules check rules/
+      medic COMMAND --help
+    """,
     no_args_is_help=True,
-    rich_markup_mode=None,
-    pretty_exceptions_enable=False,
 )
+
+
+def show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"medic {importlib.metadata.version('medic')}")
+        raise typer.Exit
+
+
+@app.callback()
+def medic(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    pass  # options of `medic` itself; the subcommands do the work
+
 
 ConfigOption = Annotated[
     Path | None,

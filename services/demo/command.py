@@ -19,6 +19,7 @@ from medic.demo.stack import Stack
 from medic.notifier import service as notifier
 from medic.remediator import service as remediator
 from medic.runtime import logging as medic_logging
+from medic.runtime.cli_help import CommandApp
 from medic.runtime.health import wait_ready
 from medic.runtime.lifecycle import run_services
 from medic.runtime.settings import CONFIG_ENV, RuntimeSettings
@@ -26,7 +27,7 @@ from medic.watcher import service as watcher
 
 SERVICES = (watcher.build, remediator.build, notifier.build)
 
-app = typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False)
+app = CommandApp()
 
 STAGE_WIDTH = 11
 
@@ -72,7 +73,8 @@ def demo(
         Path | None, typer.Option("--report", help="Also write the run as JSON to this file.")
     ] = None,
     scenario: Annotated[
-        list[str] | None, typer.Option("--scenario", "-s", help="Play only these (e.g. S1).")
+        list[str] | None,
+        typer.Option("--scenario", "-s", metavar="KEY", help="Play only these (e.g. S1)."),
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for every outcome.")] = 90.0,
     dry_run: Annotated[
