@@ -10,7 +10,9 @@ import asyncio
 import contextlib
 import importlib
 import importlib.metadata
+import json
 import os
+import sys
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Final
@@ -21,7 +23,7 @@ from medic.runtime import logging as medic_logging
 from medic.runtime.cli_help import CommandApp
 from medic.runtime.embedded_nats import EmbeddedNats
 from medic.runtime.health import HealthPortInUseError, ensure_port_free, port_in_use
-from medic.runtime.lifecycle import ServiceFactory, run_services
+from medic.runtime.lifecycle import Service, ServiceFactory, Summarised, run_services
 from medic.runtime.settings import CONFIG_ENV, RuntimeSettings, SettingsError
 
 SERVICES: Final = {
@@ -168,10 +170,37 @@ async def embedded_defaults(
         yield settings
 
 
+def print_summary(services: Sequence[Service]) -> None:
+    """What `medic run` will do: each service's own summary (rules, sources, channels)."""
+    for service in services:
+        if isinstance(service, Summarised):
+            for line in service.summary():
+                typer.echo(line, err=True)
+
+
+CONSOLE_CHANNEL: Final = {"name": "console", "type": "console"}
+
+
+def console_unless_configured() -> None:
+    """On a terminal, `medic run` with no channel configured notifies on the console."""
+    from medic.notifier.settings import NotifierSettings
+
+    try:
+        notifier = NotifierSettings.load()
+    except SettingsError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    assert isinstance(notifier, NotifierSettings)
+    if notifier.channels or not sys.stdout.isatty():
+        return
+    os.environ["MEDIC_NOTIFIER_CHANNELS"] = json.dumps([CONSOLE_CHANNEL])
+    typer.echo("no notification channel configured, on a terminal: the console", err=True)
+
+
 async def run_all(settings: RuntimeSettings, data_dir: Path) -> None:
     ensure_port_free(settings.health.host, settings.health.port)
     async with embedded_defaults(settings, data_dir) as effective:
-        await run_services(effective, "medic", factories(list(SERVICES)))
+        await run_services(effective, "medic", factories(list(SERVICES)), on_started=print_summary)
 
 
 @app.command()
@@ -184,6 +213,10 @@ def run(
 ) -> None:
     """Run watcher, remediator and notifier in one process.
 
+    At start it prints what it will do: the rules in force (built-in and custom), what each
+    source watches and which channels deliver; on a terminal with no channel configured
+    (MEDIC_NOTIFIER_CHANNELS) it notifies on the console.
+
     With no NATS URL (MEDIC_NATS__URLS) it starts an embedded nats-server with JetStream; with no
     kubeconfig it serves the Kubernetes API sandbox, so a laptop needs nothing else. The plain
     KUBECONFIG variable is deliberately not read: pointing Medic at a cluster is explicit.
@@ -195,6 +228,7 @@ def run(
     """
     overrides = {"kubeconfig": kubeconfig} if kubeconfig else {}
     settings = load_settings(config, **overrides)
+    console_unless_configured()
     serve(run_all(settings, data_dir))
 
 

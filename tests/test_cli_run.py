@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import pty
 import signal
 import socket
 import subprocess
@@ -116,3 +117,85 @@ def test_a_service_on_a_busy_health_port_says_so_in_one_line_and_exits_2(
     env = {k: v for k, v in os.environ.items() if not k.startswith("MEDIC_")}
     done = _run_on_busy_port([service], {**env, "MEDIC_NATS__URLS": nats_server.url})
     _assert_one_line_about_the_port(done)
+
+
+TEAM_RULE = """\
+apiVersion: medic.dev/v1alpha1
+kind: RemediationRule
+metadata:
+  name: team-a-tell-about-failed-releases
+spec:
+  match: {types: [medic.release], problems: [failed], kinds: [HelmRelease]}
+  action: {name: notify-only}
+"""
+
+
+async def _start_and_stop(tmp_path: Path, extra: dict[str, str], stdout: int) -> str:
+    """`medic run` until ready, then SIGTERM; what it said on stderr."""
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MEDIC_")},
+        **extra,
+        "MEDIC_HEALTH__PORT": str(port),
+        "MEDIC_LOG_FORMAT": "json",
+    }
+    errors = tmp_path / "stderr.log"
+    with errors.open("wb") as err:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "medic.cli",
+            "run",
+            "--data-dir",
+            str(tmp_path / "data"),
+            env=env,
+            stdout=stdout,
+            stderr=err,
+            start_new_session=True,
+        )
+        try:
+
+            async def ready() -> bool:
+                status, _ = await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/readyz")
+                return status == 200
+
+            await eventually(ready, timeout=60, interval=0.2)
+            process.send_signal(signal.SIGTERM)
+            code = await asyncio.wait_for(process.wait(), 30)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
+    said = errors.read_text()
+    assert code == 0, said[-3000:]
+    return "\n".join(line for line in said.splitlines() if not line.startswith("{"))
+
+
+async def test_medic_run_says_which_rules_sources_and_channels_are_in_force(
+    tmp_path: Path,
+) -> None:
+    rules = tmp_path / "team.yaml"
+    rules.write_text(TEAM_RULE)
+    extra = {"MEDIC_REMEDIATOR_RULES": str(rules)}
+    said = await _start_and_stop(tmp_path, extra, subprocess.DEVNULL)
+    for name in ("flux-retry-after-transient-etcd-error", "helm-clear-stuck-pending-release"):
+        assert f"{name} (built-in)" in said, said
+    assert "team-a-tell-about-failed-releases (custom): notify-only" in said, said
+    for source in ("helmrelease", "helm_storage", "fleet", "gardener_etcd", "kube_events"):
+        assert f"  {source}: " in said, said
+    assert "Flux HelmReleases" in said
+    assert "notifier: no channel configured" in said, said
+    assert "MEDIC_NOTIFIER_CHANNELS" in said
+
+
+async def test_medic_run_on_a_terminal_without_channels_notifies_on_the_console(
+    tmp_path: Path,
+) -> None:
+    controller, terminal = pty.openpty()
+    try:
+        said = await _start_and_stop(tmp_path, {}, terminal)
+    finally:
+        os.close(terminal)
+        os.close(controller)
+    assert "no notification channel configured, on a terminal: the console" in said, said
+    assert "notifier: 1 channel(s)\n  console (console, default)" in said, said
