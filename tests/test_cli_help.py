@@ -4,6 +4,7 @@ and placeholders that name what to type (`PATH...`), not Python types."""
 from __future__ import annotations
 
 import importlib.metadata
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -74,5 +75,6 @@ def test_every_command_has_examples_each_on_its_own_line(path: list[str]) -> Non
 def test_placeholders_name_what_to_type_not_python_types(path: list[str]) -> None:
     text = help_of(path)
     assert "<list[" not in text, text
+    assert not re.search(r"--[\w-]+ <", text), f"a value shown as a Python type:\n{text}"
     usage = text.splitlines()[0]
     assert "{" not in usage, usage

@@ -3,8 +3,8 @@
 Typer (0.29, plain click layout) re-wraps every paragraph of a docstring, so an `Examples:` block
 runs together on one line, and it shows arguments as `{paths}...` with a `<list[Path]>` type.
 `CommandApp` is a `typer.Typer` whose commands and groups keep an example paragraph's lines as
-written and show arguments the way man pages do (`PATH...`, `[DIR]`). Options name their value
-with `metavar=` where typer's type label (`<list[str]>`) says nothing.
+written and show arguments and option values the way man pages do (`PATH...`, `[DIR]`,
+`--timeout FLOAT`); `metavar=` names a value better where it can (`--scenario KEY`).
 
 Not for what a command does: that stays in the command's own module.
 """
@@ -12,6 +12,7 @@ Not for what a command does: that stays in the command's own module.
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -21,6 +22,7 @@ from typer.core import TyperArgument, TyperCommand, TyperGroup
 from typer.models import CommandFunctionType
 
 EXAMPLE_HEADINGS = ("Example:", "Examples:")
+_TYPE_LABEL = re.compile(r"<(?:list\[)?([^<>\[\]]+)\]?>")  # typer's `<int>`, `<list[Path]>`
 NO_REWRAP = "\b"  # click: a paragraph starting with this line is printed as written
 
 
@@ -39,6 +41,16 @@ def write_help_text(help: str | None, formatter: click.HelpFormatter) -> None:  
         formatter.write_paragraph()
         with formatter.indentation():
             formatter.write_text(text)
+
+
+def value_placeholder(option: str) -> str:
+    """`--timeout <float>` -> `--timeout FLOAT`, as click writes it; choices as `[a|b]`."""
+
+    def label(match: re.Match[str]) -> str:
+        name = match[1]
+        return f"[{name}]" if "|" in name else {"str": "TEXT"}.get(name, name.upper())
+
+    return _TYPE_LABEL.sub(label, option)
 
 
 def argument_metavar(param: TyperArgument) -> str:
@@ -74,7 +86,7 @@ class Command(TyperCommand):
             if isinstance(param, TyperArgument):
                 arguments.append((argument_metavar(param).strip("[]"), record[1]))
             else:
-                options.append(record)
+                options.append((value_placeholder(record[0]), record[1]))
         for title, rows in (("Arguments", arguments), ("Options", options)):
             if rows:
                 with formatter.section(title):
