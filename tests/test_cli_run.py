@@ -184,6 +184,7 @@ async def test_medic_run_says_which_rules_sources_and_channels_are_in_force(
     for source in ("helmrelease", "helm_storage", "fleet", "gardener_etcd", "kube_events"):
         assert f"  {source}: " in said, said
     assert "Flux HelmReleases" in said
+    assert "on cluster 'local' (kubeconfig " in said, said
     assert "notifier: no channel configured" in said, said
     assert "MEDIC_NOTIFIER_CHANNELS" in said
 

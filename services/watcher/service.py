@@ -66,7 +66,15 @@ class WatcherService:
         self.described: list[str] = []  # one line per source, for summary()
 
     def summary(self) -> list[str]:
-        return [f"watcher: {len(self.sources)} source(s)", *(f"  {d}" for d in self.described)]
+        settings = self.ctx.settings
+        kube = settings.kube
+        where = "in-cluster" if kube.in_cluster else f"kubeconfig {kube.kubeconfig}"
+        if self.kube is None:
+            where = "no Kubernetes API: etcd only"
+        elif kube.context:
+            where += f", context {kube.context}"
+        head = f"watcher: {len(self.sources)} source(s) on cluster {settings.cluster!r} ({where})"
+        return [head, *(f"  {line}" for line in self.described)]
 
     async def emit(self, event: Event) -> None:
         """Publish until JetStream acknowledges (dedup makes repeats harmless); with
