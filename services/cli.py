@@ -194,7 +194,11 @@ def console_unless_configured() -> None:
     if notifier.channels or not sys.stdout.isatty():
         return
     os.environ["MEDIC_NOTIFIER_CHANNELS"] = json.dumps([CONSOLE_CHANNEL])
-    typer.echo("no notification channel configured, on a terminal: the console", err=True)
+    typer.echo(
+        "notifications go to the console: no channel is configured and this is a terminal"
+        " (MEDIC_NOTIFIER_CHANNELS for Slack or a webhook)",
+        err=True,
+    )
 
 
 async def run_all(settings: RuntimeSettings, data_dir: Path) -> None:

@@ -198,5 +198,5 @@ async def test_medic_run_on_a_terminal_without_channels_notifies_on_the_console(
     finally:
         os.close(terminal)
         os.close(controller)
-    assert "no notification channel configured, on a terminal: the console" in said, said
+    assert "notifications go to the console: no channel is configured" in said, said
     assert "notifier: 1 channel(s)\n  console (console, default)" in said, said
