@@ -27,6 +27,10 @@ from medic.runtime.subjects import PREFIX, RESULTS
 
 log = structlog.get_logger(__name__)
 NAME: Final = "notifier"
+NO_CHANNEL: Final = (
+    "notifier: no channel configured: results stay on NATS (medic.results.>), nobody is told;"
+    " set MEDIC_NOTIFIER_CHANNELS"
+)
 
 
 def consumer_spec(settings: NotifierSettings) -> ConsumerSpec:
@@ -76,6 +80,17 @@ class NotifierService:
     deliverer: Deliverer
     consumer: Consumer
     name: str = NAME
+
+    def summary(self) -> list[str]:
+        """Which channels deliver, for `medic run`'s start-up summary."""
+        delivering = [c for c in self.settings.channels if c.name in self.deliverer.channels]
+        if not delivering:
+            return [NO_CHANNEL]
+        lines = [f"notifier: {len(delivering)} channel(s)"]
+        for channel in delivering:
+            default = ", default" if channel.default else ""
+            lines.append(f"  {channel.name} ({channel.type}{default})")
+        return lines
 
     @classmethod
     async def create(

@@ -20,14 +20,25 @@ from medic.remediator.rules.index import RuleSet
 from medic.remediator.rules.loader import LoadResult, load_builtin, load_paths
 from medic.remediator.settings import RemediatorSettings
 from medic.runtime.bus import Bus
+from medic.runtime.cli_help import CommandApp
 from medic.runtime.kube import KubeClient
 from medic.runtime.settings import RuntimeSettings
 
-backup_app = typer.Typer(
-    help="List and restore backups Medic took before writing.", no_args_is_help=True
+backup_app = CommandApp(
+    help="""List and restore backups Medic took before writing.
+
+    Examples:
+      medic backup list
+      medic backup restore 3f2a9c01d4e5b6a7
+    """,
+    no_args_is_help=True,
 )
-Paths = Annotated[list[Path], typer.Argument(help="Rule files or folders.", exists=True)]
-TestFile = Annotated[Path, typer.Argument(help="A rules test file (YAML).", exists=True)]
+Paths = Annotated[
+    list[Path], typer.Argument(metavar="PATH", help="Rule files or folders.", exists=True)
+]
+TestFile = Annotated[
+    Path, typer.Argument(metavar="FILE", help="A rules test file (YAML).", exists=True)
+]
 
 
 def _report(result: LoadResult) -> int:
@@ -40,7 +51,9 @@ def _report(result: LoadResult) -> int:
 def check(paths: Paths) -> None:
     """Validate rule files; exit 1 with file:line field for each error.
 
-    Example: medic rules check rules/
+    Examples:
+      medic rules check rules/
+      medic rules check team-a.yaml team-b.yaml
     """
     raise typer.Exit(_report(load_paths(paths)))
 
@@ -60,7 +73,9 @@ def run_test_file(test_file: Path, stage: Stage | None) -> int:
 
 
 def push(
-    rule_file: Annotated[Path, typer.Argument(help="A rule file to publish.", exists=True)],
+    rule_file: Annotated[
+        Path, typer.Argument(metavar="FILE", help="A rule file to publish.", exists=True)
+    ],
 ) -> None:
     """Validate a rule file and publish it to the rules KV bucket; every remediator replica
     picks it up without a restart.
@@ -87,7 +102,16 @@ def push(
 def rules_commands(stage: Stage | None = None) -> typer.Typer:
     """`medic rules check|test|push`; `stage` stages a test case's `objects:` in an API server
     (the CLI passes the sandbox's; without one, such cases fail with a message)."""
-    rules = typer.Typer(help="Check, test and publish remediation rules.", no_args_is_help=True)
+    rules = CommandApp(
+        help="""Check, test and publish remediation rules.
+
+        Examples:
+          medic rules check rules/
+          medic rules test examples/rules-tests/s1-retry.yaml
+          MEDIC_NATS__URLS=nats://nats:4222 medic rules push team-a.yaml
+        """,
+        no_args_is_help=True,
+    )
     rules.command("check")(check)
 
     @rules.command("test")
@@ -121,7 +145,10 @@ async def _backups() -> tuple[Bus, BackupStore]:
 
 @backup_app.command("list")
 def list_backups() -> None:
-    """List backups (id, time, object). Example: medic backup list"""
+    """List backups (id, time, object).
+
+    Example: medic backup list
+    """
 
     async def run() -> None:
         bus, store = await _backups()
@@ -136,8 +163,13 @@ def list_backups() -> None:
 
 
 @backup_app.command("restore")
-def restore(backup_id: Annotated[str, typer.Argument(help="The backup id.")]) -> None:
-    """Write a backed-up object back as it was. Example: medic backup restore 3f2a9c01d4e5b6a7"""
+def restore(
+    backup_id: Annotated[str, typer.Argument(metavar="ID", help="The backup id.")],
+) -> None:
+    """Write a backed-up object back as it was.
+
+    Example: medic backup restore 3f2a9c01d4e5b6a7
+    """
 
     async def run() -> None:
         settings = RuntimeSettings()

@@ -122,6 +122,21 @@ class RemediatorService:
         self.rules_kv = rules_kv
         self.kube = kube
 
+    def summary(self) -> list[str]:
+        """The rules in force and where each comes from, for `medic run`'s start-up summary."""
+        shipped = {r.name: r for r in load_builtin().rules} if self.settings.builtin_rules else {}
+        in_force = [compiled.rule for compiled in self.rules.ruleset.rules]
+        mode = ", dry-run: plans only, writes nothing" if self.settings.dry_run else ""
+        lines = [f"remediator: {len(in_force)} rule(s) in force{mode}"]
+        for rule in in_force:
+            origin = "built-in"
+            if shipped.get(rule.name) != rule:
+                origin = "custom, replaces the built-in" if rule.name in shipped else "custom"
+            lines.append(f"  {rule.name} ({origin}): {rule.spec.action.name}")
+        lines += [f"  rejected, not in force: {error}" for error in self.rules.base.errors]
+        lines.append(f"  and the rules pushed to the KV bucket {self.settings.rules_bucket} (live)")
+        return lines
+
     def consumer(self) -> Consumer:
         spec = ConsumerSpec(
             stream=subjects.EVENTS,
