@@ -12,15 +12,16 @@ from typing import Any
 from medic.notifier.blocks import COLORS, DIGEST_COLOR, EMOJI, digest_blocks, result_blocks
 from medic.notifier.channels.base import Rendered
 from medic.notifier.templates import TemplateSet
-from medic.schemas import Outcome, RemediationResult, stable_id
+from medic.schemas import Outcome, RemediationResult, ResultDigest, message_json, stable_id
 
 
 def result_context(result: RemediationResult) -> dict[str, Any]:
     data = result.data
+    event = message_json(result)  # the published contract, as machine channels get it
     evidence = {k: v for k, v in data.evidence.items() if v not in (None, "", [], {})}
     return {
-        "event": result.model_dump(mode="json"),
-        "data": data.model_dump(mode="json"),
+        "event": event,
+        "data": event["data"],
         "cluster": result.cluster,
         "outcome": data.outcome.value,
         "outcome_emoji": EMOJI[data.outcome],
@@ -29,6 +30,12 @@ def result_context(result: RemediationResult) -> dict[str, Any]:
         "dry_run": data.dry_run,
         "evidence": evidence,
     }
+
+
+def event_payload(result: RemediationResult) -> dict[str, Any]:
+    """What machine channels (the webhook) receive: the result exactly as on the bus, valid
+    against the published `schemas/remediation-result.json`."""
+    return message_json(result)
 
 
 def render_result(result: RemediationResult, templates: TemplateSet) -> Rendered:
@@ -40,7 +47,7 @@ def render_result(result: RemediationResult, templates: TemplateSet) -> Rendered
         text=text,
         color=COLORS[result.data.outcome],
         blocks=result_blocks(title, context),
-        payload=result.model_dump(mode="json"),
+        payload=event_payload(result),
         message_id=result.id,
         problem_key=result.data.problem_key,
         broadcast=result.data.outcome in {Outcome.ESCALATED, Outcome.FAILED},
@@ -60,11 +67,7 @@ def render_digest(
         text=text,
         color=DIGEST_COLOR,
         blocks=digest_blocks(title, text),
-        payload={
-            "type": "medic.digest",
-            "channel": channel,
-            "results": [r.model_dump(mode="json") for r in results],
-        },
+        payload=message_json(ResultDigest(channel=channel, window=window, results=list(results))),
         message_id=stable_id("digest", channel, *sorted(r.id for r in results)),
         problem_key="digest",
         is_digest=True,
