@@ -1,7 +1,7 @@
 """Turn a result (or a burst of them) into a `Rendered` message: templates + Block Kit + JSON.
 
-Rendering is pure: no I/O, no clock. The template context is plain JSON (`model_dump`), so
-users' templates see data, not objects.
+Rendering is pure: no I/O, no clock. The template context is plain JSON (the result as
+published, plus the same facts worded for people), so users' templates see data, not objects.
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+from medic.notifier import wording
 from medic.notifier.blocks import COLORS, DIGEST_COLOR, EMOJI, digest_blocks, result_blocks
 from medic.notifier.channels.base import Rendered
 from medic.notifier.templates import TemplateSet
@@ -16,9 +17,13 @@ from medic.schemas import Outcome, RemediationResult, ResultDigest, message_json
 
 
 def result_context(result: RemediationResult) -> dict[str, Any]:
+    """The template context: the result as published (`event`, `data`) for users' templates,
+    and the same facts already worded for people (`why`, `*_lines`, `how`), which the packaged
+    templates and the Slack blocks use (`medic.notifier.wording`)."""
     data = result.data
     event = message_json(result)  # the published contract, as machine channels get it
     evidence = {k: v for k, v in data.evidence.items() if v not in (None, "", [], {})}
+    about_etcd = result.subject == "etcd" or "etcd" in data.rule
     return {
         "event": event,
         "data": event["data"],
@@ -29,7 +34,30 @@ def result_context(result: RemediationResult) -> dict[str, Any]:
         "problem_key": data.problem_key,
         "dry_run": data.dry_run,
         "evidence": evidence,
+        "why": wording.error_text(data.reason, about_etcd=about_etcd),
+        "how": ", ".join(_how(result)),
+        "attempt_text": _attempt(result),
+        "evidence_lines": list(wording.evidence_lines(data.evidence)),
+        "diagnosis_lines": wording.fact_lines(data.diagnosis),
+        "change_lines": [wording.change_line(c)._asdict() for c in data.changes],
     }
+
+
+def _attempt(result: RemediationResult) -> str:
+    data = result.data
+    if not data.attempt:
+        return ""
+    return (
+        f"attempt {data.attempt}/{data.max_attempts}"
+        if data.max_attempts
+        else (f"attempt {data.attempt}")
+    )
+
+
+def _how(result: RemediationResult) -> list[str]:
+    parts = [f"rule {result.data.rule}", f"action {result.data.action}"]
+    attempt = _attempt(result)
+    return [*parts, attempt] if attempt else parts
 
 
 def event_payload(result: RemediationResult) -> dict[str, Any]:
@@ -58,9 +86,13 @@ def render_digest(
     channel: str, results: Sequence[RemediationResult], window: float, templates: TemplateSet
 ) -> Rendered:
     items = [result_context(r) for r in results]
-    text = templates.render(
-        "digest", {"results": items, "channel": channel, "window": round(window, 1)}
-    )
+    context = {
+        "results": items,
+        "channel": channel,
+        "window": round(window, 1),
+        "window_text": wording.duration(window),
+    }
+    text = templates.render("digest", context)
     title = f"Medic digest: {len(results)} results"
     return Rendered(
         title=title,
