@@ -58,6 +58,9 @@ def result_blocks(title: str, context: dict[str, Any]) -> list[dict[str, Any]]:
     ]
     if context["why"]:
         blocks.append(_section(f"*Why*: {context['why']}"))
+    if context.get("earlier"):
+        lines = "\n".join(f"• {line}" for line in context["earlier"])
+        blocks.append(_section(f"*Before this*\n{lines}"))
     blocks.extend(_listing("Evidence", context["evidence_lines"]))
     blocks.extend(_listing("Diagnosis", context["diagnosis_lines"]))
     if context["change_lines"]:

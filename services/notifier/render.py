@@ -66,8 +66,18 @@ def event_payload(result: RemediationResult) -> dict[str, Any]:
     return message_json(result)
 
 
-def render_result(result: RemediationResult, templates: TemplateSet) -> Rendered:
+def step_line(result: RemediationResult) -> str:
+    """A step as the outcome that follows it mentions it: `attempt 1/1 failed: not verified`."""
     context = result_context(result)
+    what = " ".join(p for p in (context["attempt_text"], context["outcome"]) if p)
+    return f"{what}: {context['why']}" if context["why"] else what
+
+
+def render_result(
+    result: RemediationResult, templates: TemplateSet, earlier: Sequence[str] = ()
+) -> Rendered:
+    """`earlier`: the steps folded into this message (`medic.notifier.folding`)."""
+    context = {**result_context(result), "earlier": list(earlier)}
     title = templates.render("title", context)
     text = templates.render("text", {**context, "title": title})
     return Rendered(
@@ -78,7 +88,8 @@ def render_result(result: RemediationResult, templates: TemplateSet) -> Rendered
         payload=event_payload(result),
         message_id=result.id,
         problem_key=result.data.problem_key,
-        broadcast=result.data.outcome in {Outcome.ESCALATED, Outcome.FAILED},
+        # A failed attempt is a step folded into the thread; an escalation people must see.
+        broadcast=result.data.outcome is Outcome.ESCALATED,
     )
 
 

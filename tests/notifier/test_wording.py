@@ -19,7 +19,7 @@ import pytest
 
 from medic.notifier.channels.base import Rendered
 from medic.notifier.channels.console import ConsoleChannel, ConsoleOptions
-from medic.notifier.render import render_result
+from medic.notifier.render import render_result, step_line
 from medic.notifier.templates import TemplateSet
 from medic.notifier.wording import change_line, duration, error_text, value_text
 from medic.schemas import Change, RemediationResult
@@ -68,6 +68,18 @@ async def test_every_scenario_message_matches_its_reviewed_fixture(path: Path) -
         expected.write_text(text)
     assert expected.exists(), f"no fixture {expected.name}: run with MEDIC_UPDATE_FIXTURES=1"
     assert text == expected.read_text()
+
+
+async def test_an_escalation_with_its_failed_attempt_folded_in_matches_its_fixture() -> None:
+    failed = load(FIXTURES / "results" / "S5-stuck-failed.json")
+    escalated = load(FIXTURES / "results" / "S5-stuck-escalated.json")
+    rendered = render_result(escalated, TemplateSet(), earlier=[step_line(failed)])
+    text = await as_people_read_it(rendered)
+    expected = FIXTURES / "S5-stuck-escalated-folded.txt"
+    if os.environ.get("MEDIC_UPDATE_FIXTURES"):
+        expected.write_text(text)
+    assert text == expected.read_text()
+    assert "Before: attempt 1/1 failed: not verified in time" in text
 
 
 @pytest.mark.parametrize("path", RESULTS, ids=[p.stem for p in RESULTS])
