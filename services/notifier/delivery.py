@@ -169,7 +169,7 @@ class Deliverer:
     ) -> _Retry | None:
         """One channel's part; whatever happens here, the other channels go on."""
         claimed = await self._claim(name, result, delivery, clog)
-        if claimed is True and self._folds(name) and is_step(result):
+        if claimed is True and self._folds(name) and is_step(result) and self.settings.fold_window:
             claimed = await self._fold_step(name, result, delivery, clog)
         if claimed is not True:
             return claimed  # done before (None), not ours now or held (_Retry)

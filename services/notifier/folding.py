@@ -13,7 +13,10 @@ a channel a person reads, a step is:
   step is recorded `folded`; when nothing followed within the window, the step is sent alone
   (a person must still hear that an attempt failed).
 An object's problems share one thread (`thread_key`): S2's stale status after its old API
-version is a reply under the first message, not a second message in the channel.
+version is a reply under the first message, not a second message in the channel. Limits: on a
+channel without threads (Slack incoming webhook, console) two problems of one object remain two
+messages, since nothing says a second problem will follow; and an outcome that goes out in a
+digest (a burst) folds nothing, so steps held for it are sent alone after the window.
 
 Why here and not where the remediator publishes results: the bus keeps every result, the audit,
 the machines (the webhook), the demo and the tests count them, and the remediator publishes each

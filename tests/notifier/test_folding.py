@@ -96,3 +96,13 @@ async def test_a_failed_attempt_in_an_open_thread_is_a_quiet_reply_at_once(bus: 
     assert "FAILED" in reply.text
     assert reply.thread_ts is not None
     assert not reply.fields.get("reply_broadcast")
+
+
+async def test_fold_window_zero_sends_a_failed_attempt_at_once(bus: Bus) -> None:
+    async with SlackReceiver() as slack:
+        settings = notifier_settings(slack_config(slack), fold_window=0)
+        async with running_notifier(bus, settings):
+            await bus.publish(result("S5-stuck-failed"))
+            await bus.publish(result("S5-stuck-escalated"))
+            posts = await slack.wait_for_posts(2, timeout=5)
+    assert ["FAILED" in posts[0].text, "ESCALATED" in posts[1].text] == [True, True]
