@@ -60,7 +60,6 @@ SOURCE: Final = "medic/notifier"
 CONSUMER: Final = "notifier"
 MAX_RATE_WAIT: Final = 30.0  # longer than this in a channel's queue: nak and come back later
 
-
 DELIVERIES = Counter(
     "medic_notifier_deliveries", "Notifications by channel and status.", ["channel", "status"]
 )

@@ -47,11 +47,9 @@ def _attempt(result: RemediationResult) -> str:
     data = result.data
     if not data.attempt:
         return ""
-    return (
-        f"attempt {data.attempt}/{data.max_attempts}"
-        if data.max_attempts
-        else (f"attempt {data.attempt}")
-    )
+    if data.max_attempts:
+        return f"attempt {data.attempt}/{data.max_attempts}"
+    return f"attempt {data.attempt}"
 
 
 def _how(result: RemediationResult) -> list[str]:
