@@ -9,6 +9,7 @@ flusher in one TaskGroup and closes the channels at the end.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Final
 
@@ -16,6 +17,7 @@ import structlog
 
 from medic.notifier.channels import Channel, ChannelRegistry, default_registry
 from medic.notifier.delivery import CONSUMER, ChannelGate, Deliverer
+from medic.notifier.folding import FoldBook
 from medic.notifier.ledger import Ledger
 from medic.notifier.settings import NotifierSettings
 from medic.runtime import logging as medic_logging
@@ -110,7 +112,10 @@ class NotifierService:
             await bus.kv(settings.threads_bucket, ttl=settings.deliveries_ttl),
             lease=settings.claim_lease,
         )
-        deliverer = Deliverer(bus, settings, ledger, channels, gates)
+        folds = FoldBook(
+            await bus.kv(settings.folds_bucket, ttl=settings.deliveries_ttl), clock=time.time
+        )
+        deliverer = Deliverer(bus, settings, ledger, channels, gates, folds=folds)
         consumer = Consumer(bus, consumer_spec(settings), deliverer.handle)
         await consumer.setup()
         log.info("notifier_ready", channels=sorted(channels))
