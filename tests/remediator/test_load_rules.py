@@ -55,3 +55,17 @@ def test_rule_paths_from_the_environment_are_comma_separated(
     single = RemediatorSettings.load()
     assert isinstance(single, RemediatorSettings)
     assert single.rules == [tmp_path / "b.yaml"]
+
+
+def test_a_file_with_a_bad_regex_is_reported_and_the_other_rules_are_in_force(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "leader.yaml").write_text(
+        "apiVersion: medic.dev/v1alpha1\nkind: RemediationRule\nmetadata: {name: leader}\n"
+        'spec:\n  match: {message: "(leader"}\n  action: {name: retry}\n'
+    )
+    (tmp_path / "s4.yaml").write_text(FASTER_S4)
+    loaded = load_rules(RemediatorSettings(actor="test", rules=[tmp_path], builtin_rules=False))
+    assert [rule.name for rule in loaded.rules] == ["fleet-force-sync-missing-values"]
+    [error] = loaded.errors
+    assert str(error).startswith(f"{tmp_path / 'leader.yaml'}:5: field 'spec.match.message'")

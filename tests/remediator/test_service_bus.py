@@ -127,6 +127,29 @@ async def test_rule_pushed_to_kv_is_picked_up_and_a_bad_one_is_rejected(bus: Bus
     assert [r.data.rule for r in found] == ["first"]
 
 
+async def test_a_pushed_rule_with_a_bad_regex_leaves_the_rules_in_force(bus: Bus) -> None:
+    service = await create(bus, None, settings(), "test")  # type: ignore[arg-type]
+    async with running(service):
+        await push(bus, "rules.first", RULE.format(name="first", pattern="web*"))
+        await eventually(
+            lambda: asyncio.sleep(0, result=service.rules.ruleset.names() == ["first"])
+        )
+        await push(
+            bus,
+            "rules.first",
+            RULE.format(name="first", pattern="web*").replace(
+                "names:", 'message: "(leader", names:'
+            ),
+        )
+        await push(bus, "rules.second", RULE.format(name="second", pattern="api*"))
+        await eventually(
+            lambda: asyncio.sleep(0, result=service.rules.ruleset.names() == ["first", "second"])
+        )
+        await bus.publish(release_event("web-1"))
+        found = await eventually(lambda: results(bus))
+    assert [r.data.rule for r in found] == ["first"]
+
+
 async def test_dry_run_plans_and_does_not_act(bus: Bus) -> None:
     await push(bus, "rules.ops", RULE.format(name="ops", pattern="*"))
     service = await create(bus, None, settings(dry_run=True), "test")  # type: ignore[arg-type]

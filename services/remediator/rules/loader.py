@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from medic.remediator.rules.model import Rule
 
@@ -57,6 +58,14 @@ def _alias_path(loc: tuple[int | str, ...]) -> tuple[str, ...]:
     return tuple(str(part) for part in loc)
 
 
+def reason(error: ErrorDetails) -> str:
+    """pydantic's message without its "Value error, " prefix: a validator's own words."""
+    cause = (error.get("ctx") or {}).get("error")
+    if error["type"] in {"value_error", "assertion_error"} and cause is not None:
+        return str(cause)
+    return error["msg"]
+
+
 def load_text(text: str, source: str) -> LoadResult:
     result = LoadResult()
     try:
@@ -81,7 +90,7 @@ def load_text(text: str, source: str) -> LoadResult:
                     (lines[path[:n]] for n in range(len(path), -1, -1) if path[:n] in lines),
                     lines[()],
                 )
-                result.errors.append(RuleError(source, line, ".".join(path), error["msg"]))
+                result.errors.append(RuleError(source, line, ".".join(path), reason(error)))
     return result
 
 

@@ -71,7 +71,10 @@ class Match(Strict):
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
         if value is not None:
-            re.compile(value)
+            try:
+                re.compile(value)
+            except re.error as exc:  # not a ValueError: pydantic would let it escape
+                raise ValueError(f"invalid regular expression: {exc}") from exc
         return value
 
 

@@ -1,0 +1,58 @@
+"""`medic rules check` and `medic rules test` on a user's mistakes: one line per mistake naming
+file, line and field, every other file still checked, exit 1, never a traceback."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner, Result
+
+from medic import cli
+
+GOOD = """apiVersion: medic.dev/v1alpha1
+kind: RemediationRule
+metadata: {name: team-notify}
+spec:
+  action: {name: notify-only}
+"""
+
+BAD_REGEX = """apiVersion: medic.dev/v1alpha1
+kind: RemediationRule
+metadata: {name: team-leader}
+spec:
+  match:
+    message: "(leader"
+  action: {name: retry}
+"""
+
+
+def medic(*argv: str) -> Result:
+    result = CliRunner().invoke(cli.app, list(argv))
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
+    return result
+
+
+def test_check_of_a_folder_reports_a_bad_regex_and_still_checks_every_other_file(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "a-leader.yaml").write_text(BAD_REGEX)
+    (tmp_path / "b-good.yaml").write_text(GOOD)
+    result = medic("rules", "check", str(tmp_path))
+    assert result.exit_code == 1
+    assert (
+        f"error: {tmp_path / 'a-leader.yaml'}:6: field 'spec.match.message' invalid regular "
+        "expression: missing ), unterminated subpattern at position 0"
+    ) in result.output
+    assert "1 rule(s) valid, 1 error(s)" in result.output
+
+
+def test_rules_test_with_a_bad_regex_names_it_and_exits_1(tmp_path: Path) -> None:
+    (tmp_path / "leader.yaml").write_text(BAD_REGEX)
+    spec = tmp_path / "cases.yaml"
+    spec.write_text(yaml.safe_dump({"rules": ["leader.yaml"], "tests": []}))
+    result = medic("rules", "test", str(spec))
+    assert result.exit_code == 1
+    assert f"{tmp_path / 'leader.yaml'}:6: field 'spec.match.message' invalid regular" in (
+        result.output
+    )
