@@ -56,3 +56,12 @@ def test_rules_test_with_a_bad_regex_names_it_and_exits_1(tmp_path: Path) -> Non
     assert f"{tmp_path / 'leader.yaml'}:6: field 'spec.match.message' invalid regular" in (
         result.output
     )
+
+
+def test_check_names_the_file_and_line_of_a_yaml_syntax_error(tmp_path: Path) -> None:
+    path = tmp_path / "team.yaml"
+    path.write_text(GOOD.replace("{name: team-notify}", "{name: team-notify"))
+    result = medic("rules", "check", str(path))
+    assert result.exit_code == 1
+    assert f"error: {path}:3: invalid YAML: expected ',' or '}}', but got ':'" in result.output
+    assert "<unicode string>" not in result.output

@@ -66,18 +66,61 @@ def reason(error: ErrorDetails) -> str:
     return error["msg"]
 
 
+# Something opened and never closed: the mistake is where it opened, not where PyYAML noticed.
+_UNCLOSED = {
+    "while parsing a flow mapping": "flow mapping",
+    "while parsing a flow sequence": "flow sequence",
+    "while scanning a quoted scalar": "quoted string",
+}
+
+
+def yaml_error(exc: yaml.YAMLError, text: str, source: str) -> RuleError:
+    """The line of the mistake and PyYAML's words, without its `in "<unicode string>"` marks."""
+    problem = getattr(exc, "problem_mark", None)
+    context = getattr(exc, "context_mark", None)
+    opened = _UNCLOSED.get(str(getattr(exc, "context", None)))
+    mark = context if opened and context is not None else problem
+    lines = text.splitlines()
+    line = max(1, min(mark.line + 1, len(lines))) if mark is not None else 1
+    while line > 1 and not lines[line - 1].strip():  # the end of the file: the last line written
+        line -= 1
+    what = str(getattr(exc, "problem", None) or exc)
+    if problem is not None:
+        at = "" if problem.line + 1 == line else f"line {problem.line + 1}, "
+        what += f" ({at}column {problem.column + 1})"
+    if opened and context is not None:
+        what += f"; the {opened} from line {context.line + 1} is not closed"
+    return RuleError(source, line, "", f"invalid YAML: {what}")
+
+
+def _compose(text: str, source: str, result: LoadResult) -> list[yaml.Node]:
+    """The documents up to the first YAML syntax error (which is added to `result`)."""
+    nodes: list[yaml.Node] = []
+    try:
+        nodes.extend(yaml.compose_all(text))
+    except yaml.YAMLError as exc:
+        result.errors.append(yaml_error(exc, text, source))
+    return nodes
+
+
+def _construct(node: yaml.Node) -> Any:
+    """What `yaml.safe_load` makes of a composed document; errors keep the file's own lines."""
+    loader = yaml.SafeLoader("")
+    try:
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
 def load_text(text: str, source: str) -> LoadResult:
     result = LoadResult()
-    try:
-        nodes = list(yaml.compose_all(text))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else 1
-        result.errors.append(RuleError(source, line, "", f"invalid YAML: {exc}"))
-        return result
-    for node in nodes:
+    for node in _compose(text, source, result):
         lines = _lines(node)
-        data: Any = yaml.safe_load(yaml.serialize(node))
+        try:
+            data: Any = _construct(node)
+        except yaml.YAMLError as exc:  # a tag safe_load refuses (!!python/object, !custom)
+            result.errors.append(yaml_error(exc, text, source))
+            continue
         if not isinstance(data, dict):
             result.errors.append(RuleError(source, lines[()], "", "a rule must be a mapping"))
             continue

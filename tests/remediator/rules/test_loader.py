@@ -46,3 +46,36 @@ def test_a_bad_document_does_not_hide_the_good_one_beside_it() -> None:
     assert [rule.name for rule in loaded.rules] == ["good"]
     [error] = loaded.errors
     assert str(error).startswith("team.yaml:5: field 'spec.match.message' invalid regular")
+
+
+UNCLOSED_BRACE = HEAD.replace("{name: team}", "{name: team") + "spec:\n  action: {name: retry}\n"
+UNCLOSED_BRACE_SAYS = "expected ',' or '}', but got ':' (line 4, column 5); the flow mapping from"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "says"),
+    [
+        # the brace opened on line 3 is never closed; PyYAML notices on line 4
+        (UNCLOSED_BRACE, 3, UNCLOSED_BRACE_SAYS),
+        (HEAD + 'spec:\n  when: "event.cluster\n  action: {name: retry}\n', 5, "quoted string"),
+        (HEAD + "spec:\n  action: {name: retry}\n   limits: {}\n", 6, "(column 4)"),
+        (HEAD + "spec:\n  action:\n    name: retry\n  notify: [ops\n\n\n", 7, "flow sequence"),
+        (HEAD + "spec:\n  action: {name: !!python/name:os.system retry}\n", 5, "constructor"),
+    ],
+)
+def test_a_yaml_syntax_error_names_the_file_and_the_line_of_the_mistake(
+    text: str, line: int, says: str
+) -> None:
+    error = one_error(text)
+    assert error.startswith(f"team.yaml:{line}: invalid YAML: "), error
+    assert says in error
+    assert "<unicode string>" not in error
+    assert "\n" not in error
+
+
+def test_documents_before_a_yaml_syntax_error_are_still_read() -> None:
+    good = HEAD + "spec:\n  action: {name: retry}\n"
+    loaded = load_text(good + "---\n" + HEAD + "spec: [\n", "team.yaml")
+    assert [rule.name for rule in loaded.rules] == ["team"]
+    [error] = loaded.errors
+    assert str(error).startswith("team.yaml:10: invalid YAML: ")
