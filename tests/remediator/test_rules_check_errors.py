@@ -65,3 +65,23 @@ def test_check_names_the_file_and_line_of_a_yaml_syntax_error(tmp_path: Path) ->
     assert result.exit_code == 1
     assert f"error: {path}:3: invalid YAML: expected ',' or '}}', but got ':'" in result.output
     assert "<unicode string>" not in result.output
+
+
+def test_check_reports_typos_in_match_values_that_would_silently_never_match(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "typo.yaml"
+    path.write_text(
+        GOOD.replace(
+            "spec:\n",
+            "spec:\n  match:\n    types: [medic.release]\n    problems: [stuck]\n"
+            "    classifications: [timout]\n",
+        )
+    )
+    result = medic("rules", "check", str(path))
+    assert result.exit_code == 1
+    assert f"{path}:7: field 'spec.match.problems' unknown problem 'stuck'" in result.output
+    assert f"{path}:8: field 'spec.match.classifications' unknown classification 'timout'" in (
+        result.output
+    )
+    assert "0 rule(s) valid, 2 error(s)" in result.output

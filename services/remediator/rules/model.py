@@ -8,6 +8,8 @@ or numbers of seconds. The JSON Schema (schemas/remediation-rule.json) is genera
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
+from difflib import get_close_matches
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -16,11 +18,15 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 
 from medic.remediator.rules import cel
+from medic.schemas import EtcdCondition, MessageClass, ReleaseProblem
+from medic.schemas.events import CUSTOM_TYPE_PATTERN
 
 API_VERSION = "medic.dev/v1alpha1"
 KIND = "RemediationRule"
@@ -42,6 +48,51 @@ Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
 CelSource = Annotated[str, AfterValidator(cel.check)]
 
 
+# The event types the remediator handles and what each carries as its problem (the index key
+# `match.problems` is compared with, engine.view_of); a user's own events are `custom.<name>`.
+PROBLEMS: dict[str, tuple[str, ...]] = {
+    "medic.release": tuple(p.value for p in ReleaseProblem),
+    "medic.etcd": tuple(c.value for c in EtcdCondition),
+}
+CLASSIFIED = "medic.release"  # the only events with a classification (of their message)
+CLASSIFICATIONS = tuple(c.value for c in MessageClass)
+_CUSTOM_TYPE = re.compile(CUSTOM_TYPE_PATTERN)
+
+
+def unknown(what: str, value: str, known: Sequence[str], where: str = "") -> ValueError:
+    """`unknown problem 'stuck' for medic.release events; known: failed, stalled, ...`"""
+    close = get_close_matches(value, known, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ValueError(f"unknown {what} {value!r}{where}{hint}; known: {', '.join(known)}")
+
+
+def _event_type(value: str) -> str:
+    if value in PROBLEMS or _CUSTOM_TYPE.match(value):
+        return value
+    error = unknown("event type", value, list(PROBLEMS))
+    raise ValueError(f"{error}; or custom.<name> for your own events")
+
+
+EventType = Annotated[
+    str,
+    AfterValidator(_event_type),
+    WithJsonSchema(
+        {"type": "string", "anyOf": [{"enum": list(PROBLEMS)}, {"pattern": CUSTOM_TYPE_PATTERN}]}
+    ),
+]
+ProblemName = Annotated[
+    str,
+    WithJsonSchema({"type": "string", "enum": sorted({p for ps in PROBLEMS.values() for p in ps})}),
+]
+Classification = Annotated[str, WithJsonSchema({"type": "string", "enum": list(CLASSIFICATIONS)})]
+
+
+def _types_of(info: ValidationInfo) -> list[str] | None:
+    """The rule's event types (empty: any), None when they were invalid (already reported)."""
+    types: list[str] | None = info.data.get("types")
+    return types
+
+
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=True)
 
@@ -52,9 +103,9 @@ State = Literal["firing", "resolved"]
 class Match(Strict):
     """All given conditions must hold; lists are any-of; strings in name lists are globs."""
 
-    types: list[str] = Field(default_factory=lambda: ["medic.release"])
+    types: list[EventType] = Field(default_factory=lambda: ["medic.release"])
     subjects: list[str] = Field(default_factory=list, description="NATS subject globs (* and >).")
-    problems: list[str] = Field(default_factory=list)
+    problems: list[ProblemName] = Field(default_factory=list)
     states: list[State] = Field(default_factory=lambda: list[State](["firing"]))
     clusters: list[str] = Field(default_factory=list)
     kinds: list[str] = Field(default_factory=list)
@@ -62,7 +113,7 @@ class Match(Strict):
     names: list[str] = Field(default_factory=list)
     labels: dict[str, str] = Field(default_factory=dict)
     reasons: list[str] = Field(default_factory=list)
-    classifications: list[str] = Field(default_factory=list)
+    classifications: list[Classification] = Field(default_factory=list)
     message: str | None = Field(default=None, description="Regular expression (search).")
     evidence: dict[str, str | int | float | bool] = Field(default_factory=dict)
     etcd_conditions: list[str] = Field(default_factory=list, alias="etcdConditions")
@@ -75,6 +126,41 @@ class Match(Strict):
                 re.compile(value)
             except re.error as exc:  # not a ValueError: pydantic would let it escape
                 raise ValueError(f"invalid regular expression: {exc}") from exc
+        return value
+
+    @field_validator("problems")
+    @classmethod
+    def _known_problems(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        types = _types_of(info)
+        if types is None:
+            return value
+        given = [t for t in types if t in PROBLEMS] if types else list(PROBLEMS)
+        known = list(dict.fromkeys(p for t in given for p in PROBLEMS[t]))
+        events = ", ".join(types) if types else "any"
+        for problem in value:
+            if not known:
+                raise ValueError(
+                    f"problem {problem!r}: {events} events carry no problem "
+                    "(match them by subjects, kinds, names or when)"
+                )
+            if problem not in known:
+                raise unknown("problem", problem, known, f" for {events} events")
+        return value
+
+    @field_validator("classifications")
+    @classmethod
+    def _known_classifications(cls, value: list[str], info: ValidationInfo) -> list[str]:
+        types = _types_of(info)
+        if types is None:
+            return value
+        for classification in value:
+            if types and CLASSIFIED not in types:
+                raise ValueError(
+                    f"classification {classification!r}: only {CLASSIFIED} events have one, "
+                    f"not {', '.join(types)}"
+                )
+            if classification not in CLASSIFICATIONS:
+                raise unknown("classification", classification, CLASSIFICATIONS)
         return value
 
 

@@ -79,3 +79,49 @@ def test_documents_before_a_yaml_syntax_error_are_still_read() -> None:
     assert [rule.name for rule in loaded.rules] == ["team"]
     [error] = loaded.errors
     assert str(error).startswith("team.yaml:10: invalid YAML: ")
+
+
+def match_error(match: str) -> str:
+    return one_error(HEAD + f"spec:\n  action: {{name: retry}}\n  match: {match}\n")
+
+
+def test_a_typo_in_an_event_type_is_an_error_listing_the_known_types() -> None:
+    assert match_error("{types: [medic.releases]}") == (
+        "team.yaml:6: field 'spec.match.types.0' unknown event type 'medic.releases' "
+        "(did you mean 'medic.release'?); known: medic.release, medic.etcd; "
+        "or custom.<name> for your own events"
+    )
+
+
+def test_a_typo_in_a_problem_is_an_error_listing_the_problems_of_the_rules_types() -> None:
+    error = match_error("{types: [medic.release], problems: [stuck]}")
+    assert error.startswith(
+        "team.yaml:6: field 'spec.match.problems' unknown problem 'stuck' for medic.release "
+        "events; known: failed, stalled, stale_status,"
+    )
+    etcd = match_error("{types: [medic.etcd], problems: [failed]}")
+    assert "unknown problem 'failed' for medic.etcd events; known: leader_changed," in etcd
+
+
+def test_a_typo_in_a_classification_is_an_error_with_a_suggestion() -> None:
+    assert match_error("{classifications: [timout]}") == (
+        "team.yaml:6: field 'spec.match.classifications' unknown classification 'timout' "
+        "(did you mean 'timeout'?); known: transient_etcd, dependency_not_ready, timeout, "
+        "operation_in_progress, other, none"
+    )
+
+
+def test_a_filter_the_rules_event_types_never_carry_is_an_error() -> None:
+    assert "custom.backup events carry no problem" in match_error(
+        "{types: [custom.backup], problems: [failed]}"
+    )
+    assert "only medic.release events have one, not medic.etcd" in match_error(
+        "{types: [medic.etcd], classifications: [other]}"
+    )
+
+
+def test_custom_event_types_take_the_users_own_names() -> None:
+    text = HEAD + "spec:\n  action: {name: retry}\n  match: {types: [custom.backup.failed]}\n"
+    loaded = load_text(text, "team.yaml")
+    assert loaded.errors == []
+    assert loaded.rules[0].spec.match.types == ["custom.backup.failed"]
