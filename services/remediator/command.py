@@ -38,22 +38,29 @@ def _report(result: LoadResult) -> int:
 
 
 def check(paths: Paths) -> None:
-    """Validate rule files; exit 1 with file:line field for each error.
+    """Validate rule files (also each action's name and params); exit 1 with file:line field
+    for each error.
 
     Example: medic rules check rules/
     """
-    raise typer.Exit(_report(load_paths(paths)))
+    raise typer.Exit(_report(load_paths(paths, default_registry().params_models())))
 
 
 def run_test_file(test_file: Path, stage: Stage | None) -> int:
     """The exit code of `medic rules test FILE`: 0 when every expectation held."""
     spec = yaml.safe_load(test_file.read_text()) or {}
     base = test_file.parent
-    loaded = load_paths([base / p for p in spec["rules"]]) if spec.get("rules") else load_builtin()
+    registry = default_registry()
+    actions = registry.params_models()
+    loaded = (
+        load_paths([base / p for p in spec["rules"]], actions)
+        if spec.get("rules")
+        else load_builtin(actions)
+    )
     if _report(loaded):
         return 1
     cases = spec.get("tests") or []
-    rehearsal = Rehearsal(RuleSet.build(loaded.rules), default_registry(), stage, typer.echo)
+    rehearsal = Rehearsal(RuleSet.build(loaded.rules), registry, stage, typer.echo)
     failures = asyncio.run(rehearsal.run(cases))
     typer.echo(f"{len(cases)} test(s), {failures} failed")
     return 1 if failures else 0
@@ -67,7 +74,7 @@ def push(
 
     Example: MEDIC_NATS__URLS=nats://nats:4222 medic rules push team-a.yaml
     """
-    if _report(load_paths([rule_file])):
+    if _report(load_paths([rule_file], default_registry().params_models())):
         raise typer.Exit(1)
 
     async def publish() -> None:

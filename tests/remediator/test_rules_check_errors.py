@@ -85,3 +85,30 @@ def test_check_reports_typos_in_match_values_that_would_silently_never_match(
         result.output
     )
     assert "0 rule(s) valid, 2 error(s)" in result.output
+
+
+def test_check_validates_the_action_name_and_its_params(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(GOOD.replace("notify-only", "annotat"))
+    (tmp_path / "b.yaml").write_text(
+        GOOD.replace("{name: notify-only}", "{name: annotate, params: {annotations: {a: b}}}")
+    )
+    result = medic("rules", "check", str(tmp_path))
+    assert result.exit_code == 1
+    assert (
+        f"{tmp_path / 'a.yaml'}:5: field 'spec.action.name' unknown action 'annotat' "
+        "(did you mean 'annotate'?)"
+    ) in result.output
+    assert (
+        f"{tmp_path / 'b.yaml'}:5: field 'spec.action.params.annotations' unknown parameter "
+        "'annotations' of action 'annotate'; known: values, plural"
+    ) in result.output
+    assert "0 rule(s) valid, 3 error(s)" in result.output
+    assert "pydantic.dev" not in result.output
+
+
+def test_push_refuses_a_rule_whose_action_does_not_exist(tmp_path: Path) -> None:
+    path = tmp_path / "team.yaml"
+    path.write_text(GOOD.replace("notify-only", "annotat"))
+    result = medic("rules", "push", str(path))  # refused before any connection is made
+    assert result.exit_code == 1
+    assert "unknown action 'annotat'" in result.output

@@ -127,6 +127,10 @@ class ActionRegistry:
             known = ", ".join(sorted(self._actions))
             raise KeyError(f"unknown action {name!r}; known: {known}") from None
 
+    def params_models(self) -> dict[str, type[BaseModel]]:
+        """Action name -> its parameters model: what the rule loader checks params against."""
+        return {name: action.params_model for name, action in self._actions.items()}
+
     def __contains__(self, name: object) -> bool:
         return name in self._actions
 

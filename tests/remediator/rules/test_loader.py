@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from medic.remediator.rules.loader import load_text
+from medic.remediator.actions import default_registry
+from medic.remediator.rules.loader import action_problems, describe, load_text
+from medic.remediator.rules.model import ActionSpec
 
 HEAD = "apiVersion: medic.dev/v1alpha1\nkind: RemediationRule\nmetadata: {name: team}\n"
 
@@ -125,3 +127,59 @@ def test_custom_event_types_take_the_users_own_names() -> None:
     loaded = load_text(text, "team.yaml")
     assert loaded.errors == []
     assert loaded.rules[0].spec.match.types == ["custom.backup.failed"]
+
+
+ACTIONS = default_registry(entry_points=False).params_models()
+
+
+def action_errors(action: str) -> list[str]:
+    text = HEAD + f"spec:\n  action:\n{action}"
+    loaded = load_text(text, "team.yaml", ACTIONS)
+    assert not loaded.rules
+    return [str(error) for error in loaded.errors]
+
+
+def test_an_unknown_action_is_an_error_with_a_suggestion() -> None:
+    [error] = action_errors("    name: annotat\n")
+    assert error.startswith(
+        "team.yaml:6: field 'spec.action.name' unknown action 'annotat' "
+        "(did you mean 'annotate'?); known: annotate, clear-pending, delete,"
+    )
+
+
+def test_params_are_checked_against_the_actions_own_params_model() -> None:
+    errors = action_errors("    name: annotate\n    params:\n      annotations: {team: a}\n")
+    assert [e.split(" ", 3)[3] for e in errors] == [
+        "action 'annotate' needs parameter 'values'",
+        "unknown parameter 'annotations' of action 'annotate'; known: values, plural",
+    ]
+    assert [e.split(" ", 3)[:3] for e in errors] == [
+        ["team.yaml:7:", "field", "'spec.action.params.values'"],
+        ["team.yaml:8:", "field", "'spec.action.params.annotations'"],
+    ]
+    [typo] = action_errors(
+        "    name: delete\n    params: {allowKinds: [Pod], protectedNamespace: []}\n"
+    )
+    assert "unknown parameter 'protectedNamespace' of action 'delete' (did you mean " in typo
+    [none] = action_errors("    name: retry\n    params: {force: true}\n")
+    assert (
+        none == "team.yaml:7: field 'spec.action.params.force' action 'retry' takes no parameters"
+    )
+    [duration] = action_errors("    name: clear-pending\n    params: {minLockAge: 10 minutes}\n")
+    assert "field 'spec.action.params.minLockAge' '10 minutes' is not a duration" in duration
+
+
+def test_the_action_is_checked_even_when_the_rule_has_another_error() -> None:
+    errors = action_errors("    name: annotat\n  when: 'event.('\n")
+    assert [e.split(" ")[2] for e in errors] == ["'spec.when'", "'spec.action.name'"]
+
+
+def test_no_message_is_a_raw_pydantic_dump() -> None:
+    spec = ActionSpec(name="annotate", params={"annotations": {"a": "b"}})
+    message = describe(action_problems(spec, ACTIONS))
+    assert message == (
+        "field 'spec.action.params.values' action 'annotate' needs parameter 'values'; "
+        "field 'spec.action.params.annotations' unknown parameter 'annotations' of action "
+        "'annotate'; known: values, plural"
+    )
+    assert "pydantic.dev" not in message
