@@ -89,6 +89,13 @@ KNOWN_PLURALS = {
 }
 
 
+PLURAL_HELP = (
+    "The resource's plural, when it is not the kind in lower case + s (known: "
+    + ", ".join(KNOWN_PLURALS)
+    + ")."
+)
+
+
 def resource_type(ref: ObjectRef, plural: str | None = None) -> ResourceType:
     plural = plural or KNOWN_PLURALS.get(ref.kind) or ref.kind.lower() + "s"
     return ResourceType(ref.group, ref.version, plural, ref.kind, ref.namespace is not None)
