@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 import yaml
 
-from medic.remediator.actions import default_registry
+from medic.remediator.actions import default_registry, reference
 from medic.remediator.backup import BackupStore
 from medic.remediator.rehearsal import Rehearsal, Stage
 from medic.remediator.rules.index import RuleSet
@@ -91,9 +91,25 @@ def push(
     asyncio.run(publish())
 
 
+def actions(
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Markdown, as in docs/actions.md.")
+    ] = False,
+) -> None:
+    """List the actions a rule can name: each one's params (type, default, description), the
+    RBAC it needs and an example; generated from the actions' own declarations.
+
+    Examples:
+      medic rules actions
+      medic rules actions --markdown > docs/actions.md
+    """
+    registry = default_registry()
+    typer.echo(reference.markdown(registry) if markdown else reference.text(registry), nl=False)
+
+
 def rules_commands(stage: Stage | None = None) -> typer.Typer:
-    """`medic rules check|test|push`; `stage` stages a test case's `objects:` in an API server
-    (the CLI passes the sandbox's; without one, such cases fail with a message)."""
+    """`medic rules check|test|push|actions`; `stage` stages a test case's `objects:` in an API
+    server (the CLI passes the sandbox's; without one, such cases fail with a message)."""
     rules = typer.Typer(help="Check, test and publish remediation rules.", no_args_is_help=True)
     rules.command("check")(check)
 
@@ -113,6 +129,7 @@ def rules_commands(stage: Stage | None = None) -> typer.Typer:
         raise typer.Exit(run_test_file(test_file, stage))
 
     rules.command("push")(push)
+    rules.command("actions")(actions)
     return rules
 
 

@@ -25,13 +25,8 @@ from medic.remediator.actions.base import ActionContext, ActionRegistry
 from medic.remediator.backup import BackupStore
 from medic.remediator.rules.engine import Decision, Verdict, decide, matching, problem_key
 from medic.remediator.rules.index import RuleSet
-from medic.remediator.rules.loader import (
-    ActionParams,
-    LoadResult,
-    load_builtin,
-    load_paths,
-    load_text,
-)
+from medic.remediator.rules.loader import LoadResult, load_builtin, load_paths, load_text
+from medic.remediator.rules.model import ActionParams
 from medic.remediator.runner import Runner, now
 from medic.remediator.settings import RemediatorSettings
 from medic.remediator.state import StateStore

@@ -10,7 +10,7 @@ params are checked too; the rules package knows no action itself (actions do I/O
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from importlib import resources
@@ -21,10 +21,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from medic.remediator.rules.model import ActionSpec, Rule
+from medic.remediator.rules.model import ActionParams, ActionSpec, Rule
 
-# Action name -> its parameters model.
-ActionParams = Mapping[str, type[BaseModel]]
 # A key path in a rule document and what is wrong there.
 Problem = tuple[tuple[str, ...], str]
 

@@ -2,15 +2,16 @@
 
 One YAML document per rule; a file may hold many. Durations are strings like `90s`, `5m`, `1h`
 or numbers of seconds. The JSON Schema (schemas/remediation-rule.json) is generated from
-`RULE_SCHEMA_MODEL` so editors validate rule files.
+`rule_schema_model(...)`, this model with each action's own params model, so editors validate
+rule files down to an action's params.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from difflib import get_close_matches
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import (
     AfterValidator,
@@ -20,6 +21,7 @@ from pydantic import (
     Field,
     ValidationInfo,
     WithJsonSchema,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -43,7 +45,12 @@ def parse_duration(value: Any) -> float:
     return float(match.group(1)) * _UNITS[match.group(2)]
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
+DURATION_SCHEMA: dict[str, Any] = {
+    "anyOf": [{"type": "number", "minimum": 0}, {"type": "string", "pattern": _DURATION.pattern}]
+}
+Duration = Annotated[
+    float, BeforeValidator(parse_duration), Field(ge=0), WithJsonSchema(DURATION_SCHEMA)
+]
 # Compiled while the rule is validated, so a syntax error is reported with file:line field.
 CelSource = Annotated[str, AfterValidator(cel.check)]
 
@@ -246,4 +253,34 @@ class Rule(Strict):
         return self.metadata.name
 
 
-RULE_SCHEMA_MODEL = Rule
+# Action name -> its parameters model (medic.remediator.actions' registry; rules know no action).
+ActionParams = Mapping[str, type[BaseModel]]
+
+
+def _camel(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in re.split(r"[-_.]", name))
+
+
+def rule_schema_model(
+    actions: ActionParams, descriptions: Mapping[str, str] | None = None
+) -> type[BaseModel]:
+    """`Rule` with `spec.action` one of the actions, each with its own params model: the model
+    the JSON Schema is generated from (`oneOf` on the action name). Validation uses `Rule`."""
+    variants = []
+    for name, params in sorted(actions.items()):
+        required = any(info.is_required() for info in params.model_fields.values())
+        tag: Any = Literal.__getitem__(name)  # built at run time: one Literal per action
+        variants.append(
+            create_model(
+                f"{_camel(name)}Action",
+                __base__=ActionSpec,
+                __doc__=(descriptions or {}).get(name),
+                name=(tag, ...),
+                params=(params, ...) if required else (params, Field(default_factory=params)),
+            )
+        )
+    if not variants:
+        return Rule
+    one_of: Any = Union.__getitem__(tuple(variants))
+    spec = create_model("RuleSpec", __base__=RuleSpec, action=(one_of, Field(discriminator="name")))
+    return create_model("Rule", __base__=Rule, spec=(spec, ...))
