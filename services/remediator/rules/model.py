@@ -129,10 +129,13 @@ class Match(Strict):
     @classmethod
     def _compiles(cls, value: str | None) -> str | None:
         if value is not None:
+            # None of these is a ValueError: pydantic would let them escape as a traceback.
             try:
                 re.compile(value)
-            except re.error as exc:  # not a ValueError: pydantic would let it escape
+            except (re.error, OverflowError) as exc:  # OverflowError: a{4294967296}
                 raise ValueError(f"invalid regular expression: {exc}") from exc
+            except RecursionError as exc:
+                raise ValueError("invalid regular expression: groups nested too deeply") from exc
         return value
 
     @field_validator("problems")

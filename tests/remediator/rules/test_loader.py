@@ -28,6 +28,19 @@ def test_an_invalid_regular_expression_is_a_rule_error_with_file_line_field() ->
 
 
 @pytest.mark.parametrize(
+    ("pattern", "says"),
+    [
+        ("a{4294967296}", "the repetition number is too large"),
+        ("(" * 2000 + ")" * 2000, "groups nested too deeply"),
+    ],
+)
+def test_a_regular_expression_re_cannot_build_is_a_rule_error(pattern: str, says: str) -> None:
+    text = HEAD + f'spec:\n  match:\n    message: "{pattern}"\n  action: {{name: retry}}\n'
+    error = one_error(text)
+    assert error == f"team.yaml:6: field 'spec.match.message' invalid regular expression: {says}"
+
+
+@pytest.mark.parametrize(
     ("body", "line", "field"),
     [
         ("  when: 'event.cluster.startsWith('\n", 5, "spec.when"),
