@@ -17,7 +17,7 @@ from medic.remediator.actions import default_registry, reference
 from medic.remediator.backup import BackupStore
 from medic.remediator.rehearsal import Rehearsal, Stage
 from medic.remediator.rules.index import RuleSet
-from medic.remediator.rules.loader import LoadResult, load_builtin, load_paths
+from medic.remediator.rules.loader import LoadResult, load_builtin, load_paths, yaml_error
 from medic.remediator.settings import RemediatorSettings
 from medic.runtime.bus import Bus
 from medic.runtime.kube import KubeClient
@@ -48,7 +48,17 @@ def check(paths: Paths) -> None:
 
 def run_test_file(test_file: Path, stage: Stage | None) -> int:
     """The exit code of `medic rules test FILE`: 0 when every expectation held."""
-    spec = yaml.safe_load(test_file.read_text()) or {}
+    text = test_file.read_text()
+    try:
+        spec = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        typer.echo(f"error: {yaml_error(exc, text, str(test_file))}", err=True)
+        return 1
+    if not isinstance(spec, dict):
+        typer.echo(
+            f"error: {test_file}:1: a rules test file is a mapping (rules:, tests:)", err=True
+        )
+        return 1
     base = test_file.parent
     registry = default_registry()
     actions = registry.params_models()

@@ -25,7 +25,7 @@ from medic.remediator.actions.base import ActionContext, ActionRegistry
 from medic.remediator.backup import BackupStore
 from medic.remediator.rules.engine import Decision, Verdict, decide, matching, problem_key
 from medic.remediator.rules.index import RuleSet
-from medic.remediator.rules.loader import LoadResult, load_builtin, load_paths, load_text
+from medic.remediator.rules.loader import LoadResult, load_builtin, load_bytes, load_paths
 from medic.remediator.rules.model import ActionParams
 from medic.remediator.runner import Runner, now
 from medic.remediator.settings import RemediatorSettings
@@ -77,8 +77,9 @@ class RuleBook:
         for error in base.errors:
             log.error("rule_rejected", error=str(error))
 
-    def push(self, key: str, text: str) -> LoadResult:
-        loaded = load_text(text, f"kv:{key}", self.actions)
+    def push(self, key: str, text: str | bytes) -> LoadResult:
+        data = text.encode() if isinstance(text, str) else text
+        loaded = load_bytes(data, f"kv:{key}", self.actions)
         for error in loaded.errors:
             log.error("rule_rejected", error=str(error))
         if loaded.errors:
@@ -162,7 +163,7 @@ class RemediatorService:
                 if entry.operation in {"DEL", "PURGE"} or not entry.value:
                     self.rules.drop(entry.key)
                 else:
-                    self.rules.push(entry.key, entry.value.decode())
+                    self.rules.push(entry.key, entry.value)
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]
 

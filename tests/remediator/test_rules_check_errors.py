@@ -112,3 +112,12 @@ def test_push_refuses_a_rule_whose_action_does_not_exist(tmp_path: Path) -> None
     result = medic("rules", "push", str(path))  # refused before any connection is made
     assert result.exit_code == 1
     assert "unknown action 'annotat'" in result.output
+
+
+def test_rules_test_names_a_yaml_syntax_error_in_the_test_file(tmp_path: Path) -> None:
+    spec = tmp_path / "cases.yaml"
+    spec.write_text("rules: [leader.yaml\ntests: []\n")
+    result = medic("rules", "test", str(spec))
+    assert result.exit_code == 1
+    assert f"error: {spec}:1: invalid YAML: " in result.output
+    assert "the flow sequence from line 1 is not closed" in result.output

@@ -132,7 +132,9 @@ async def test_rule_pushed_to_kv_is_picked_up_and_a_bad_one_is_rejected(bus: Bus
     assert [r.data.rule for r in found] == ["first"]
 
 
-async def test_a_pushed_rule_with_a_bad_regex_leaves_the_rules_in_force(bus: Bus) -> None:
+async def test_a_pushed_rule_with_a_bad_regex_or_bad_bytes_leaves_the_rules_in_force(
+    bus: Bus,
+) -> None:
     service = await create(bus, None, settings(), "test")  # type: ignore[arg-type]
     async with running(service):
         await push(bus, "rules.first", RULE.format(name="first", pattern="web*"))
@@ -146,6 +148,8 @@ async def test_a_pushed_rule_with_a_bad_regex_leaves_the_rules_in_force(bus: Bus
                 "names:", 'message: "(leader", names:'
             ),
         )
+        kv = await bus.kv("medic-rules", history=5)
+        await kv.put("rules.binary", b"\xff\xfe not UTF-8")
         await push(bus, "rules.second", RULE.format(name="second", pattern="api*"))
         await eventually(
             lambda: asyncio.sleep(0, result=service.rules.ruleset.names() == ["first", "second"])

@@ -215,6 +215,17 @@ def load_text(text: str, source: str, actions: ActionParams | None = None) -> Lo
     return result
 
 
+def load_bytes(data: bytes, source: str, actions: ActionParams | None = None) -> LoadResult:
+    """`load_text` of a file's or KV entry's bytes; bytes that are not UTF-8 are a rule error."""
+    try:
+        text = data.decode()
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        why = f"not UTF-8 text: {exc.reason} at byte {exc.start}"
+        return LoadResult(errors=[RuleError(source, line, "", why)])
+    return load_text(text, source, actions)
+
+
 def rule_files(paths: Iterable[Path]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
@@ -229,11 +240,11 @@ def load_paths(paths: Iterable[Path], actions: ActionParams | None = None) -> Lo
     result = LoadResult()
     for path in rule_files(paths):
         try:
-            text = path.read_text()
+            data = path.read_bytes()
         except OSError as exc:
             result.errors.append(RuleError(str(path), 0, "", f"cannot read: {exc}"))
             continue
-        part = load_text(text, str(path), actions)
+        part = load_bytes(data, str(path), actions)
         result.rules.extend(part.rules)
         result.errors.extend(part.errors)
     return result

@@ -3,10 +3,12 @@ traceback and never silence; the other documents and files are still read."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from medic.remediator.actions import default_registry
-from medic.remediator.rules.loader import action_problems, describe, load_text
+from medic.remediator.rules.loader import action_problems, describe, load_paths, load_text
 from medic.remediator.rules.model import ActionSpec
 
 HEAD = "apiVersion: medic.dev/v1alpha1\nkind: RemediationRule\nmetadata: {name: team}\n"
@@ -196,3 +198,12 @@ def test_no_message_is_a_raw_pydantic_dump() -> None:
         "'annotate'; known: values, plural"
     )
     assert "pydantic.dev" not in message
+
+
+def test_a_file_that_is_not_utf8_is_a_rule_error_naming_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "team.yaml"
+    path.write_bytes(HEAD.encode() + b"spec:\n  action: {name: \xff}\n")
+    loaded = load_paths([path])
+    assert [str(e) for e in loaded.errors] == [
+        f"{path}:5: not UTF-8 text: invalid start byte at byte {len(HEAD) + 23}"
+    ]
