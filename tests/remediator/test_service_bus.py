@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from nats.js import api
@@ -157,6 +158,19 @@ async def test_a_pushed_rule_with_a_bad_regex_or_bad_bytes_leaves_the_rules_in_f
         await bus.publish(release_event("web-1"))
         found = await eventually(lambda: results(bus))
     assert [r.data.rule for r in found] == ["first"]
+
+
+async def test_a_bad_rule_file_at_start_is_reported_and_the_rest_are_in_force(
+    bus: Bus, tmp_path: Path
+) -> None:
+    (tmp_path / "leader.yaml").write_text(
+        RULE.format(name="leader", pattern="*").replace("names:", 'message: "(leader", names:')
+    )
+    (tmp_path / "ops.yaml").write_text(RULE.format(name="ops", pattern="*"))
+    service = await create(bus, None, settings(rules=[tmp_path]), "test")  # type: ignore[arg-type]
+    assert service.rules.ruleset.names() == ["ops"]
+    [error] = service.rules.base.errors
+    assert (error.file, error.field) == (str(tmp_path / "leader.yaml"), "spec.match.message")
 
 
 async def test_a_pushed_rule_whose_action_is_unknown_is_rejected(bus: Bus) -> None:
