@@ -185,7 +185,11 @@ def _action_beside(
         return []
     if any(path[:2] == ("spec", "action") for path, _ in problems):
         return []
-    return action_problems(ActionSpec.model_validate(spec["action"]), actions)
+    try:
+        action = ActionSpec.model_validate(spec["action"])
+    except ValidationError:  # its own errors are among `problems` already
+        return []
+    return action_problems(action, actions)
 
 
 def load_text(text: str, source: str, actions: ActionParams | None = None) -> LoadResult:
