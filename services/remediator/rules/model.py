@@ -94,9 +94,9 @@ ProblemName = Annotated[
 Classification = Annotated[str, WithJsonSchema({"type": "string", "enum": list(CLASSIFICATIONS)})]
 
 
-def _types_of(info: ValidationInfo) -> list[str] | None:
-    """The rule's event types (empty: any), None when they were invalid (already reported)."""
-    types: list[str] | None = info.data.get("types")
+def _types_of(info: ValidationInfo) -> list[str]:
+    """The rule's event types; empty (any) also when they were invalid (reported already)."""
+    types: list[str] = info.data.get("types") or []
     return types
 
 
@@ -142,8 +142,6 @@ class Match(Strict):
     @classmethod
     def _known_problems(cls, value: list[str], info: ValidationInfo) -> list[str]:
         types = _types_of(info)
-        if types is None:
-            return value
         given = [t for t in types if t in PROBLEMS] if types else list(PROBLEMS)
         known = list(dict.fromkeys(p for t in given for p in PROBLEMS[t]))
         events = ", ".join(types) if types else "any"
@@ -161,8 +159,6 @@ class Match(Strict):
     @classmethod
     def _known_classifications(cls, value: list[str], info: ValidationInfo) -> list[str]:
         types = _types_of(info)
-        if types is None:
-            return value
         for classification in value:
             if types and CLASSIFIED not in types:
                 raise ValueError(

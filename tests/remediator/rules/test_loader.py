@@ -207,3 +207,10 @@ def test_a_file_that_is_not_utf8_is_a_rule_error_naming_its_line(tmp_path: Path)
     assert [str(e) for e in loaded.errors] == [
         f"{path}:5: not UTF-8 text: invalid start byte at byte {len(HEAD) + 23}"
     ]
+
+
+def test_a_typo_in_problems_is_reported_also_beside_a_typo_in_types() -> None:
+    text = HEAD + "spec:\n  action: {name: retry}\n  match: {types: [medic.releases]}\n"
+    text = text.replace("[medic.releases]}", "[medic.releases], problems: [stuck]}")
+    loaded = load_text(text, "team.yaml")
+    assert [e.field for e in loaded.errors] == ["spec.match.types.0", "spec.match.problems"]
