@@ -86,3 +86,12 @@ def test_the_builtin_rules_are_valid_by_the_rule_schema() -> None:
 )
 def test_the_rule_schema_refuses_params_the_action_refuses(action: dict[str, Any]) -> None:
     assert schema_errors(rule(action))
+
+
+def test_medic_schemas_writes_the_rule_schema_with_params_per_action(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli.app, ["schemas", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    written = json.loads((tmp_path / "remediation-rule.json").read_text())
+    assert written == SCHEMA
+    action = written["$defs"]["RuleSpec"]["properties"]["action"]
+    assert len(action["oneOf"]) == len(list(REGISTRY))
