@@ -251,11 +251,13 @@ def export_schemas(
 
 
 def export_extra() -> dict[str, type]:
-    """Schemas owned by services (the rule file format) exported next to the event schemas."""
+    """Schemas owned by services (the rule file format, with each installed action's params)
+    exported next to the event schemas."""
     extra: dict[str, type] = {}
     with contextlib.suppress(ImportError):
-        rules = importlib.import_module("medic.remediator.rules.model")
-        extra["remediation-rule"] = rules.RULE_SCHEMA_MODEL
+        actions = importlib.import_module("medic.remediator.actions")
+        reference = importlib.import_module("medic.remediator.actions.reference")
+        extra["remediation-rule"] = reference.rule_schema(actions.default_registry())
     return extra
 
 

@@ -13,11 +13,11 @@ from typing import Annotated
 import typer
 import yaml
 
-from medic.remediator.actions import default_registry
+from medic.remediator.actions import default_registry, reference
 from medic.remediator.backup import BackupStore
 from medic.remediator.rehearsal import Rehearsal, Stage
 from medic.remediator.rules.index import RuleSet
-from medic.remediator.rules.loader import LoadResult, load_builtin, load_paths
+from medic.remediator.rules.loader import LoadResult, load_builtin, load_paths, yaml_error
 from medic.remediator.settings import RemediatorSettings
 from medic.runtime.bus import Bus
 from medic.runtime.cli_help import CommandApp
@@ -49,24 +49,41 @@ def _report(result: LoadResult) -> int:
 
 
 def check(paths: Paths) -> None:
-    """Validate rule files; exit 1 with file:line field for each error.
+    """Validate rule files (also each action's name and params); exit 1 with file:line field
+    for each error.
 
     Examples:
       medic rules check rules/
       medic rules check team-a.yaml team-b.yaml
     """
-    raise typer.Exit(_report(load_paths(paths)))
+    raise typer.Exit(_report(load_paths(paths, default_registry().params_models())))
 
 
 def run_test_file(test_file: Path, stage: Stage | None) -> int:
     """The exit code of `medic rules test FILE`: 0 when every expectation held."""
-    spec = yaml.safe_load(test_file.read_text()) or {}
+    text = test_file.read_text()
+    try:
+        spec = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        typer.echo(f"error: {yaml_error(exc, text, str(test_file))}", err=True)
+        return 1
+    if not isinstance(spec, dict):
+        typer.echo(
+            f"error: {test_file}:1: a rules test file is a mapping (rules:, tests:)", err=True
+        )
+        return 1
     base = test_file.parent
-    loaded = load_paths([base / p for p in spec["rules"]]) if spec.get("rules") else load_builtin()
+    registry = default_registry()
+    actions = registry.params_models()
+    loaded = (
+        load_paths([base / p for p in spec["rules"]], actions)
+        if spec.get("rules")
+        else load_builtin(actions)
+    )
     if _report(loaded):
         return 1
     cases = spec.get("tests") or []
-    rehearsal = Rehearsal(RuleSet.build(loaded.rules), default_registry(), stage, typer.echo)
+    rehearsal = Rehearsal(RuleSet.build(loaded.rules), registry, stage, typer.echo)
     failures = asyncio.run(rehearsal.run(cases))
     typer.echo(f"{len(cases)} test(s), {failures} failed")
     return 1 if failures else 0
@@ -82,7 +99,7 @@ def push(
 
     Example: MEDIC_NATS__URLS=nats://nats:4222 medic rules push team-a.yaml
     """
-    if _report(load_paths([rule_file])):
+    if _report(load_paths([rule_file], default_registry().params_models())):
         raise typer.Exit(1)
 
     async def publish() -> None:
@@ -99,15 +116,32 @@ def push(
     asyncio.run(publish())
 
 
+def actions(
+    markdown: Annotated[
+        bool, typer.Option("--markdown", help="Markdown, as in docs/actions.md.")
+    ] = False,
+) -> None:
+    """List the actions a rule can name: each one's params (type, default, description), the
+    RBAC it needs and an example; generated from the actions' own declarations.
+
+    Examples:
+      medic rules actions
+      medic rules actions --markdown > docs/actions.md
+    """
+    registry = default_registry()
+    typer.echo(reference.markdown(registry) if markdown else reference.text(registry), nl=False)
+
+
 def rules_commands(stage: Stage | None = None) -> typer.Typer:
-    """`medic rules check|test|push`; `stage` stages a test case's `objects:` in an API server
-    (the CLI passes the sandbox's; without one, such cases fail with a message)."""
+    """`medic rules check|test|push|actions`; `stage` stages a test case's `objects:` in an API
+    server (the CLI passes the sandbox's; without one, such cases fail with a message)."""
     rules = CommandApp(
         help="""Check, test and publish remediation rules.
 
         Examples:
           medic rules check rules/
           medic rules test examples/rules-tests/s1-retry.yaml
+          medic rules actions
           MEDIC_NATS__URLS=nats://nats:4222 medic rules push team-a.yaml
         """,
         no_args_is_help=True,
@@ -130,6 +164,7 @@ def rules_commands(stage: Stage | None = None) -> typer.Typer:
         raise typer.Exit(run_test_file(test_file, stage))
 
     rules.command("push")(push)
+    rules.command("actions")(actions)
     return rules
 
 

@@ -25,7 +25,8 @@ from medic.remediator.actions.base import ActionContext, ActionRegistry
 from medic.remediator.backup import BackupStore
 from medic.remediator.rules.engine import Decision, Verdict, decide, matching, problem_key
 from medic.remediator.rules.index import RuleSet
-from medic.remediator.rules.loader import LoadResult, load_builtin, load_paths, load_text
+from medic.remediator.rules.loader import LoadResult, load_builtin, load_bytes, load_paths
+from medic.remediator.rules.model import ActionParams
 from medic.remediator.runner import Runner, now
 from medic.remediator.settings import RemediatorSettings
 from medic.remediator.state import StateStore
@@ -72,15 +73,17 @@ class RuleBook:
     """The rules in force: files + built-ins at start, KV entries hot-reloaded; a bad rule is
     reported (file:line field) and the rules already loaded stay in force."""
 
-    def __init__(self, base: LoadResult) -> None:
+    def __init__(self, base: LoadResult, actions: ActionParams | None = None) -> None:
         self.base = base
+        self.actions = actions  # pushed rules' actions are checked against these
         self.pushed: dict[str, LoadResult] = {}
         self.ruleset = RuleSet.build(base.rules)
         for error in base.errors:
             log.error("rule_rejected", error=str(error))
 
-    def push(self, key: str, text: str) -> LoadResult:
-        loaded = load_text(text, f"kv:{key}")
+    def push(self, key: str, text: str | bytes) -> LoadResult:
+        data = text.encode() if isinstance(text, str) else text
+        loaded = load_bytes(data, f"kv:{key}", self.actions)
         for error in loaded.errors:
             log.error("rule_rejected", error=str(error))
         if loaded.errors:
@@ -179,7 +182,7 @@ class RemediatorService:
                 if entry.operation in {"DEL", "PURGE"} or not entry.value:
                     self.rules.drop(entry.key)
                 else:
-                    self.rules.push(entry.key, entry.value.decode())
+                    self.rules.push(entry.key, entry.value)
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]
 
@@ -361,14 +364,16 @@ class RemediatorService:
         await self.bus.publish(result)
 
 
-def load_rules(settings: RemediatorSettings) -> LoadResult:
+def load_rules(settings: RemediatorSettings, actions: ActionParams | None = None) -> LoadResult:
     """Built-ins, then the configured files; a file's rule replaces a built-in of the same name.
 
     That is how a team tunes a shipped rule (a shorter grace period, dry-run, other limits)
-    without disabling the whole pack.
+    without disabling the whole pack. Actions are checked against `actions` (default: the
+    default registry's).
     """
-    builtin = load_builtin() if settings.builtin_rules else LoadResult()
-    extra = load_paths(settings.rules)
+    actions = default_registry().params_models() if actions is None else actions
+    builtin = load_builtin(actions) if settings.builtin_rules else LoadResult()
+    extra = load_paths(settings.rules, actions)
     rules = {rule.name: rule for rule in builtin.rules}
     for rule in extra.rules:
         if rule.name in rules:
@@ -388,10 +393,11 @@ async def create(
     backups = BackupStore(await bus.kv(settings.backups_bucket, history=1))
     rules_kv = await bus.kv(settings.rules_bucket, history=5)
     context = ActionContext(kube=kube, cluster=cluster, actor=settings.actor, backups=backups)
-    runner = Runner(bus, registry or default_registry(), context, dry_run=settings.dry_run)
-    return RemediatorService(
-        bus, settings, RuleBook(load_rules(settings)), state, runner, rules_kv, kube
-    )
+    registry = registry or default_registry()
+    runner = Runner(bus, registry, context, dry_run=settings.dry_run)
+    actions = registry.params_models()
+    rules = RuleBook(load_rules(settings, actions), actions)
+    return RemediatorService(bus, settings, rules, state, runner, rules_kv, kube)
 
 
 async def build(ctx: ServiceContext) -> RemediatorService:

@@ -92,6 +92,13 @@ KNOWN_PLURALS = {
 }
 
 
+PLURAL_HELP = (
+    "The resource's plural, when it is not the kind in lower case + s (known: "
+    + ", ".join(KNOWN_PLURALS)
+    + ")."
+)
+
+
 def resource_type(ref: ObjectRef, plural: str | None = None) -> ResourceType:
     plural = plural or KNOWN_PLURALS.get(ref.kind) or ref.kind.lower() + "s"
     return ResourceType(ref.group, ref.version, plural, ref.kind, ref.namespace is not None)
@@ -129,6 +136,10 @@ class ActionRegistry:
         except KeyError:
             known = ", ".join(sorted(self._actions))
             raise KeyError(f"unknown action {name!r}; known: {known}") from None
+
+    def params_models(self) -> dict[str, type[BaseModel]]:
+        """Action name -> its parameters model: what the rule loader checks params against."""
+        return {name: action.params_model for name, action in self._actions.items()}
 
     def __contains__(self, name: object) -> bool:
         return name in self._actions

@@ -35,12 +35,21 @@ VERBS = ("get", "list", "create", "update")
 
 class ClearPendingParams(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    min_lock_age: Duration = Field(default=300.0, alias="minLockAge")
+    min_lock_age: Duration = Field(
+        default=300.0,
+        alias="minLockAge",
+        description="Acts only when the pending revision's lock is older than this.",
+    )
     identity: str = Field(
         default="system:serviceaccount:{namespace}:default",
         description="Who deploys the release; {namespace} is filled in.",
     )
-    check_rbac: bool = Field(default=True, alias="checkRbac")
+    check_rbac: bool = Field(
+        default=True,
+        alias="checkRbac",
+        description="First ask the API server whether `identity` may write the release's Secrets; "
+        "refuse and escalate when it may not.",
+    )
     recheck: Duration = Field(
         default=30.0,
         description="While the identity lacks Secret access: how often to check again (and "

@@ -27,7 +27,11 @@ from medic.upstream import flux
 
 class MigrateParams(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    target_version: str = Field(default=flux.STORAGE_VERSION, alias="targetVersion")
+    target_version: str = Field(
+        default=flux.STORAGE_VERSION,
+        alias="targetVersion",
+        description="The API version to write through (the object's group).",
+    )
 
 
 def newest_write_version(obj: dict[str, Any]) -> str:
