@@ -17,7 +17,7 @@ from typing import Annotated, Final
 import typer
 
 from medic.runtime import logging as medic_logging
-from medic.runtime.embedded_nats import EmbeddedNats
+from medic.runtime.embedded_nats import EmbeddedNats, StoreInUseError
 from medic.runtime.lifecycle import ServiceFactory, run_services
 from medic.runtime.settings import CONFIG_ENV, RuntimeSettings, SettingsError
 
@@ -155,7 +155,11 @@ def run(
     """
     overrides = {"kubeconfig": kubeconfig} if kubeconfig else {}
     settings = load_settings(config, **overrides)
-    asyncio.run(run_all(settings, data_dir))
+    try:
+        asyncio.run(run_all(settings, data_dir))
+    except StoreInUseError as exc:  # another `medic run` on this --data-dir: one line, no trace
+        typer.echo(f"medic run: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 @app.command("schemas")
