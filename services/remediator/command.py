@@ -20,6 +20,7 @@ from medic.remediator.rules.index import RuleSet
 from medic.remediator.rules.loader import LoadResult, load_builtin, load_paths
 from medic.remediator.settings import RemediatorSettings
 from medic.runtime.bus import Bus
+from medic.runtime.errors import BusError
 from medic.runtime.kube import KubeClient
 from medic.runtime.settings import RuntimeSettings
 
@@ -114,8 +115,17 @@ app = rules_app
 
 
 async def _backups() -> tuple[Bus, BackupStore]:
+    """The backups bucket on the configured NATS; unreachable: one line saying what to set."""
     settings, remediator = RuntimeSettings(), RemediatorSettings()
-    bus = await Bus.connect(settings.nats, name="medic-backup")
+    try:
+        bus = await Bus.connect(settings.nats, name="medic-backup")
+    except BusError as exc:
+        typer.echo(
+            f"medic backup: {exc}; set MEDIC_NATS__URLS to Medic's NATS "
+            "(`medic run` prints the URL of its embedded one when it starts)",
+            err=True,
+        )
+        raise typer.Exit(2) from None
     return bus, BackupStore(await bus.kv(remediator.backups_bucket, history=1))
 
 
