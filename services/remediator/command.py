@@ -20,6 +20,7 @@ from medic.remediator.rules.index import RuleSet
 from medic.remediator.rules.loader import LoadResult, load_builtin, load_paths
 from medic.remediator.settings import RemediatorSettings
 from medic.runtime.bus import Bus
+from medic.runtime.embedded_nats import running_url
 from medic.runtime.errors import BusError
 from medic.runtime.kube import KubeClient
 from medic.runtime.settings import RuntimeSettings
@@ -114,15 +115,26 @@ rules_app = rules_commands()  # without staging; `medic rules` is mounted by med
 app = rules_app
 
 
-async def _backups() -> tuple[Bus, BackupStore]:
-    """The backups bucket on the configured NATS; unreachable: one line saying what to set."""
+DataDir = Annotated[
+    Path,
+    typer.Option(help="A `medic run --data-dir`: its embedded NATS is used when none is set."),
+]
+
+
+async def _backups(data_dir: Path) -> tuple[Bus, BackupStore]:
+    """The backups bucket on the configured NATS, else on the embedded NATS of a `medic run` on
+    `data_dir`; unreachable: one line saying what to set."""
     settings, remediator = RuntimeSettings(), RemediatorSettings()
+    embedded = None if settings.nats.urls else running_url(data_dir / "nats")
+    if embedded is not None:
+        nats = settings.nats.model_copy(update={"urls": [embedded]})
+        settings = settings.model_copy(update={"nats": nats})
     try:
         bus = await Bus.connect(settings.nats, name="medic-backup")
     except BusError as exc:
         typer.echo(
-            f"medic backup: {exc}; set MEDIC_NATS__URLS to Medic's NATS "
-            "(`medic run` prints the URL of its embedded one when it starts)",
+            f"medic backup: {exc}; set MEDIC_NATS__URLS to Medic's NATS, or run it while the "
+            "`medic run` whose embedded NATS holds the backups runs (--data-dir)",
             err=True,
         )
         raise typer.Exit(2) from None
@@ -130,11 +142,11 @@ async def _backups() -> tuple[Bus, BackupStore]:
 
 
 @backup_app.command("list")
-def list_backups() -> None:
+def list_backups(data_dir: DataDir = Path(".medic")) -> None:
     """List backups (id, time, object). Example: medic backup list"""
 
     async def run() -> None:
-        bus, store = await _backups()
+        bus, store = await _backups(data_dir)
         try:
             for item in await store.list():
                 where = f"{item['kind']} {item['namespace']}/{item['name']}"
@@ -146,12 +158,15 @@ def list_backups() -> None:
 
 
 @backup_app.command("restore")
-def restore(backup_id: Annotated[str, typer.Argument(help="The backup id.")]) -> None:
+def restore(
+    backup_id: Annotated[str, typer.Argument(help="The backup id.")],
+    data_dir: DataDir = Path(".medic"),
+) -> None:
     """Write a backed-up object back as it was. Example: medic backup restore 3f2a9c01d4e5b6a7"""
 
     async def run() -> None:
         settings = RuntimeSettings()
-        bus, store = await _backups()
+        bus, store = await _backups(data_dir)
         kube = await KubeClient.connect(settings.kube)
         try:
             restored = await store.restore(backup_id, kube)

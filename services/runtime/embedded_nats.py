@@ -64,12 +64,20 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def describe_holder(text: str) -> str:
-    """The lock file's `medic <pid> nats-server <pid>` as a person reads it."""
+def read_holder(text: str) -> tuple[int, int, str] | None:
+    """The lock file's `medic <pid> nats-server <pid> <url>`: (medic pid, server pid, url)."""
     words = text.split()
-    if len(words) != 4 or not (words[1].isdigit() and words[3].isdigit()):
+    if len(words) != 5 or not (words[1].isdigit() and words[3].isdigit()):
+        return None
+    return int(words[1]), int(words[3]), words[4]
+
+
+def describe_holder(text: str) -> str:
+    """The lock file's holder as a person reads it."""
+    holder = read_holder(text)
+    if holder is None:
         return text.strip()
-    parent, child = int(words[1]), int(words[3])
+    parent, child, _ = holder
     if _alive(parent):
         return f"by medic pid {parent}, its nats-server pid {child}"
     # Only a server started without the parent-death signal can be left like this.
@@ -88,9 +96,22 @@ def lock_store(data_dir: Path) -> int:
     return fd
 
 
-def record_holder(fd: int, child: int) -> None:
+def record_holder(fd: int, child: int, url: str) -> None:
     os.ftruncate(fd, 0)
-    os.pwrite(fd, f"medic {os.getpid()} nats-server {child}\n".encode(), 0)
+    os.pwrite(fd, f"medic {os.getpid()} nats-server {child} {url}\n".encode(), 0)
+
+
+def running_url(data_dir: Path) -> str | None:
+    """The URL of the embedded server running on `data_dir` (a `medic run`'s), if one is: what
+    `medic backup` connects to when no NATS is configured. Read from the lock file, whose server
+    pid must be alive; the lock itself is not taken (that could refuse a starting server)."""
+    try:
+        holder = read_holder((data_dir / LOCK_FILE).read_text())
+    except OSError:
+        return None
+    if holder is None or not _alive(holder[1]):
+        return None
+    return holder[2]
 
 
 def parent_death_signal() -> Callable[[], None] | None:
@@ -180,7 +201,7 @@ class EmbeddedNats:
                 pass_fds=(self.lock_fd,),  # the lock lives as long as the server does
                 preexec_fn=parent_death_signal(),  # noqa: PLW1509 - see the comment above
             )
-            record_holder(self.lock_fd, self.process.pid)
+            record_holder(self.lock_fd, self.process.pid, self.url)
             await self.wait_ready(timeout)
         except BaseException:
             self.kill()
