@@ -12,8 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from medic.runtime.embedded_nats import free_port
-from medic.testing.processes import live_servers_on
+from medic.runtime.embedded_nats import free_port, servers_on
 from medic.testing.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)
@@ -78,7 +77,7 @@ async def test_medic_run_is_ready_and_exits_cleanly_on_sigterm(tmp_path: Path) -
 
 def kill_leftovers(store_dir: Path) -> None:
     """SIGKILL the nats-servers a failed test left on its own store directory (by pid)."""
-    for pid in live_servers_on(store_dir):
+    for pid in servers_on(store_dir):
         os.kill(pid, signal.SIGKILL)
 
 
@@ -127,12 +126,12 @@ async def test_sigkilled_medic_run_leaves_no_nats_server_behind(tmp_path: Path) 
     process, port, log_path = await start_run(tmp_path, "run")
     try:
         await wait_ready(port)
-        assert len(live_servers_on(store)) == 1, log_path.read_text()[-2000:]
+        assert len(servers_on(store)) == 1, log_path.read_text()[-2000:]
         process.kill()
         await process.wait()
 
         async def gone() -> bool:
-            return live_servers_on(store) == []
+            return servers_on(store) == []
 
         await eventually(gone, timeout=5, interval=0.05)
     finally:
@@ -146,7 +145,7 @@ async def test_second_medic_run_on_a_store_in_use_says_so_in_one_line(tmp_path: 
     second: asyncio.subprocess.Process | None = None
     try:
         await wait_ready(port)
-        [server] = live_servers_on(store)
+        [server] = servers_on(store)
         second, _, second_log = await start_run(tmp_path, "second")
         code = await asyncio.wait_for(second.wait(), 60)
         output = second_log.read_text().strip()
@@ -154,7 +153,7 @@ async def test_second_medic_run_on_a_store_in_use_says_so_in_one_line(tmp_path: 
         assert len(output.splitlines()) == 1, output
         assert "in use" in output
         assert str(first.pid) in output
-        assert live_servers_on(store) == [server], "a second nats-server writes the same store"
+        assert servers_on(store) == [server], "a second nats-server writes the same store"
         first.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(first.wait(), 30) == 0
     finally:

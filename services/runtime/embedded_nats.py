@@ -84,8 +84,29 @@ def describe_holder(text: str) -> str:
     return f"by nats-server pid {child}, orphaned: its medic pid {parent} is gone"
 
 
+def servers_on(store_dir: Path) -> list[int]:
+    """Pids of the live nats-servers (zombies excluded) whose `--store_dir` is `store_dir`, from
+    /proc (empty elsewhere): finds a server that holds no lock, e.g. one orphaned by a Medic
+    from before the lock."""
+    found: list[int] = []
+    wanted = str(store_dir).encode()
+    proc = Path("/proc")
+    for entry in proc.iterdir() if proc.is_dir() else ():
+        if not entry.name.isdigit():
+            continue
+        try:
+            argv = (entry / "cmdline").read_bytes().split(b"\0")
+            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            continue
+        if state != "Z" and argv[0].endswith(b"nats-server") and wanted in argv:
+            found.append(int(entry.name))
+    return sorted(found)
+
+
 def lock_store(data_dir: Path) -> int:
-    """An exclusive flock on the store's lock file; the open descriptor holds it."""
+    """An exclusive flock on the store's lock file; the open descriptor holds it. Refused when
+    another process holds it, or when a server runs on the store without it."""
     path = data_dir / LOCK_FILE
     fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
     try:
@@ -93,6 +114,11 @@ def lock_store(data_dir: Path) -> int:
     except BlockingIOError:
         os.close(fd)
         raise StoreInUseError(data_dir, describe_holder(path.read_text())) from None
+    unlocked = servers_on(data_dir)
+    if unlocked:
+        os.close(fd)
+        pids = ", ".join(map(str, unlocked))
+        raise StoreInUseError(data_dir, f"by nats-server pid {pids}, which holds no lock")
     return fd
 
 

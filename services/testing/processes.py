@@ -62,25 +62,3 @@ class ServiceProcess:
 
     def logs(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
-
-
-def live_servers_on(store_dir: Path) -> list[int]:
-    """Pids of the nats-servers running (not zombies) on `store_dir`, read from /proc.
-
-    A zombie is not counted: an orphan's zombie waits for a reaper (PID 1 in a container may not
-    be one), yet it holds no files and serves nothing."""
-    found: list[int] = []
-    wanted = str(store_dir).encode()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            argv = (entry / "cmdline").read_bytes().split(b"\0")
-            state = (entry / "stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if state == "Z" or not argv[0].endswith(b"nats-server"):
-            continue
-        if any(arg == wanted for arg in argv):
-            found.append(int(entry.name))
-    return sorted(found)
