@@ -8,7 +8,10 @@ Two guarantees hold even when the parent gets no chance to clean up (SIGKILL, th
   (prctl(2) PR_SET_PDEATHSIG), so the kernel sends it SIGTERM when the parent dies;
 - one writer per store: the store directory is locked (flock(2) on `medic.lock`) before the
   server starts, and the child inherits the lock, so the lock lasts as long as either of them
-  lives. A second server on a locked store is refused (`StoreInUseError`), never started.
+  lives. A second server on a locked store is refused (`StoreInUseError`), never started; so is
+  one on a store a lock-less nats-server already serves (found in /proc).
+The lock file names the holder (`medic <pid> nats-server <pid> <url>`): the refusal names the
+process, and `running_url` lets `medic backup` find the server of a running `medic run`.
 Not for a production NATS: point Medic at one with MEDIC_NATS__URLS.
 """
 
