@@ -21,7 +21,7 @@ import typer
 
 from medic.runtime import logging as medic_logging
 from medic.runtime.cli_help import CommandApp
-from medic.runtime.embedded_nats import EmbeddedNats
+from medic.runtime.embedded_nats import EmbeddedNats, StoreInUseError
 from medic.runtime.health import HealthPortInUseError, ensure_port_free, port_in_use
 from medic.runtime.lifecycle import Service, ServiceFactory, Summarised, run_services
 from medic.runtime.settings import CONFIG_ENV, RuntimeSettings, SettingsError
@@ -233,7 +233,11 @@ def run(
     overrides = {"kubeconfig": kubeconfig} if kubeconfig else {}
     settings = load_settings(config, **overrides)
     console_unless_configured()
-    serve(run_all(settings, data_dir))
+    try:
+        serve(run_all(settings, data_dir))
+    except StoreInUseError as exc:  # another `medic run` on this --data-dir: one line, no trace
+        typer.echo(f"medic run: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 @app.command("schemas")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from medic.runtime.embedded_nats import EmbeddedNats, free_port
+from medic.runtime.embedded_nats import EmbeddedNats, free_port, servers_on
 from medic.testing.waiting import eventually
 
 pytestmark = pytest.mark.timeout(120)
@@ -200,3 +200,89 @@ async def test_medic_run_on_a_terminal_without_channels_notifies_on_the_console(
         os.close(controller)
     assert "notifications go to the console: no channel is configured" in said, said
     assert "notifier: 1 channel(s)\n  console (console, default)" in said, said
+
+
+def kill_leftovers(store_dir: Path) -> None:
+    """SIGKILL the nats-servers a failed test left on its own store directory (by pid)."""
+    for pid in servers_on(store_dir):
+        os.kill(pid, signal.SIGKILL)
+
+
+async def start_run(tmp_path: Path, name: str) -> tuple[asyncio.subprocess.Process, int, Path]:
+    """A real `medic run` on the embedded NATS under tmp_path/data; its health port and log."""
+    port = free_port()
+    env = {**os.environ, "MEDIC_HEALTH__PORT": str(port), "MEDIC_LOG_FORMAT": "json"}
+    env.pop("MEDIC_NATS__URLS", None)
+    env.pop("MEDIC_KUBE__KUBECONFIG", None)
+    log_path = tmp_path / f"{name}.log"
+    with log_path.open("wb") as log:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "medic.cli",
+            "run",
+            "--data-dir",
+            str(tmp_path / "data"),
+            env=env,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )
+    return process, port, log_path
+
+
+async def wait_ready(port: int) -> None:
+    async def ready() -> bool:
+        status, body = await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/readyz")
+        return status == 200 and body.get("status") == "ready"
+
+    await eventually(ready, timeout=60, interval=0.2)
+
+
+async def stop(*processes: asyncio.subprocess.Process) -> None:
+    for process in processes:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+
+
+async def test_sigkilled_medic_run_leaves_no_nats_server_behind(tmp_path: Path) -> None:
+    """The OOM killer's SIGKILL gives `medic run` no chance to stop its nats-server: the kernel
+    must (parent-death signal), or the next run finds a second writer on its store."""
+    store = tmp_path / "data" / "nats"
+    process, port, log_path = await start_run(tmp_path, "run")
+    try:
+        await wait_ready(port)
+        assert len(servers_on(store)) == 1, log_path.read_text()[-2000:]
+        process.kill()
+        await process.wait()
+
+        async def gone() -> bool:
+            return servers_on(store) == []
+
+        await eventually(gone, timeout=5, interval=0.05)
+    finally:
+        await stop(process)
+        kill_leftovers(store)
+
+
+async def test_second_medic_run_on_a_store_in_use_says_so_in_one_line(tmp_path: Path) -> None:
+    store = tmp_path / "data" / "nats"
+    first, port, _ = await start_run(tmp_path, "first")
+    second: asyncio.subprocess.Process | None = None
+    try:
+        await wait_ready(port)
+        [server] = servers_on(store)
+        second, _, second_log = await start_run(tmp_path, "second")
+        code = await asyncio.wait_for(second.wait(), 60)
+        output = second_log.read_text().strip()
+        assert code != 0
+        assert len(output.splitlines()) == 1, output
+        assert "in use" in output
+        assert str(first.pid) in output
+        assert servers_on(store) == [server], "a second nats-server writes the same store"
+        first.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(first.wait(), 30) == 0
+    finally:
+        await stop(first, *([second] if second else []))
+        kill_leftovers(store)

@@ -235,8 +235,9 @@ def s2_drift(namespace: str = "apps", name: str = "api") -> Scenario:
 
 
 # --------------------------------------------------------------------------- S3
-def deployer_rbac(namespace: str, identity: str = "default") -> tuple[Obj, Obj]:
-    """The Role the platform team has since fixed: the deployer may update its release Secrets."""
+def deployer_rbac(namespace: str, identity: str = "ci-deployer") -> tuple[Obj, Obj]:
+    """The Role the platform team has since fixed: the deployer (a CI ServiceAccount, as in the
+    incident, not `default`) may update its release Secrets."""
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",

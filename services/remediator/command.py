@@ -21,6 +21,8 @@ from medic.remediator.rules.loader import LoadResult, load_builtin, load_paths, 
 from medic.remediator.settings import RemediatorSettings
 from medic.runtime.bus import Bus
 from medic.runtime.cli_help import CommandApp
+from medic.runtime.embedded_nats import running_url
+from medic.runtime.errors import BusError
 from medic.runtime.kube import KubeClient
 from medic.runtime.settings import RuntimeSettings
 
@@ -172,21 +174,41 @@ rules_app = rules_commands()  # without staging; `medic rules` is mounted by med
 app = rules_app
 
 
-async def _backups() -> tuple[Bus, BackupStore]:
+DataDir = Annotated[
+    Path,
+    typer.Option(help="A `medic run --data-dir`: its embedded NATS is used when none is set."),
+]
+
+
+async def _backups(data_dir: Path) -> tuple[Bus, BackupStore]:
+    """The backups bucket on the configured NATS, else on the embedded NATS of a `medic run` on
+    `data_dir`; unreachable: one line saying what to set."""
     settings, remediator = RuntimeSettings(), RemediatorSettings()
-    bus = await Bus.connect(settings.nats, name="medic-backup")
+    embedded = None if settings.nats.urls else running_url(data_dir / "nats")
+    if embedded is not None:
+        nats = settings.nats.model_copy(update={"urls": [embedded]})
+        settings = settings.model_copy(update={"nats": nats})
+    try:
+        bus = await Bus.connect(settings.nats, name="medic-backup")
+    except BusError as exc:
+        typer.echo(
+            f"medic backup: {exc}; set MEDIC_NATS__URLS to Medic's NATS, or run it while the "
+            "`medic run` whose embedded NATS holds the backups runs (--data-dir)",
+            err=True,
+        )
+        raise typer.Exit(2) from None
     return bus, BackupStore(await bus.kv(remediator.backups_bucket, history=1))
 
 
 @backup_app.command("list")
-def list_backups() -> None:
+def list_backups(data_dir: DataDir = Path(".medic")) -> None:
     """List backups (id, time, object).
 
     Example: medic backup list
     """
 
     async def run() -> None:
-        bus, store = await _backups()
+        bus, store = await _backups(data_dir)
         try:
             for item in await store.list():
                 where = f"{item['kind']} {item['namespace']}/{item['name']}"
@@ -200,6 +222,7 @@ def list_backups() -> None:
 @backup_app.command("restore")
 def restore(
     backup_id: Annotated[str, typer.Argument(metavar="ID", help="The backup id.")],
+    data_dir: DataDir = Path(".medic"),
 ) -> None:
     """Write a backed-up object back as it was.
 
@@ -208,7 +231,7 @@ def restore(
 
     async def run() -> None:
         settings = RuntimeSettings()
-        bus, store = await _backups()
+        bus, store = await _backups(data_dir)
         kube = await KubeClient.connect(settings.kube)
         try:
             restored = await store.restore(backup_id, kube)

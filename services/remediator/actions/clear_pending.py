@@ -2,9 +2,12 @@
 
 Safe by construction (scenarios.md S3): acts only on the newest revision, only when its lock
 (the `modifiedAt` label, else last_deployed) is older than `minLockAge`; asks the API server
-(SubjectAccessReview) whether the deploying identity may get/list/create/update Secrets in the
-namespace, and when it may not, refuses and escalates with that diagnosis instead of clearing a
-lock the next upgrade will leave behind again; backs the Secret up (restorable with
+(SubjectAccessReview) who may get/list/create/update Secrets in the namespace, as Helm's storage
+needs, and when the deployer may not, refuses and escalates with that diagnosis instead of
+clearing a lock the next upgrade will leave behind again, and checks again every `recheck` until
+someone fixes the RBAC. The deployer is the rule's `identity`; unset (Helm records no author),
+every identity bound in the namespace is checked (`medic.remediator.rbac`) and the diagnosis names
+those that may write its Secrets; none may: refuse. Then it backs the Secret up (restorable with
 `medic backup restore ID`) before it writes; then unlocks the revision the way helm-controller
 does (internal/reconcile/unlock.go): status `failed`, description `Release unlocked from stale
 '<status>' state` (plus why, from Medic), written as Helm's Secrets driver writes an update
@@ -22,9 +25,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from medic.remediator import rbac
 from medic.remediator.actions.base import ActionContext, Plan, annotation_changes, fixed, token
 from medic.remediator.rules.model import Duration
-from medic.runtime.kube import SECRETS, NotFoundError, ResourceType
+from medic.runtime.kube import SECRETS, KubeError, NotFoundError, ResourceType
 from medic.schemas import Change, Event, ObjectRef
 from medic.upstream import flux, helm
 
@@ -40,21 +44,33 @@ class ClearPendingParams(BaseModel):
         alias="minLockAge",
         description="Acts only when the pending revision's lock is older than this.",
     )
-    identity: str = Field(
-        default="system:serviceaccount:{namespace}:default",
-        description="Who deploys the release; {namespace} is filled in.",
+    identity: str | None = Field(
+        default=None,
+        description="The user who deploys the release, checked for Secret access, e.g. "
+        "`system:serviceaccount:{namespace}:ci-deployer` ({namespace} is filled in). Unset: "
+        "every identity bound in the namespace (RoleBindings, ClusterRoleBindings) is checked "
+        "and those that may write its Secrets are named; if none may, the action refuses.",
     )
     check_rbac: bool = Field(
-        default=True,
-        alias="checkRbac",
-        description="First ask the API server whether `identity` may write the release's Secrets; "
-        "refuse and escalate when it may not.",
+        default=True, alias="checkRbac", description="false: clear without asking about RBAC."
     )
     recheck: Duration = Field(
         default=30.0,
-        description="While the identity lacks Secret access: how often to check again (and "
+        description="While the deployer lacks Secret access: how often to check again (and "
         "unlock once someone fixed the RBAC).",
     )
+
+
+def refusal(diagnosis: dict[str, Any]) -> str:
+    """Why the lock is left alone, naming who was asked about."""
+    namespace = diagnosis["namespace"]
+    if diagnosis.get("identity"):
+        denied = [verb for verb, ok in diagnosis["allowed"].items() if not ok]
+        return f"{diagnosis['identity']} may not {'/'.join(denied)} Secrets in {namespace}"
+    if "error" in diagnosis:
+        return f"cannot tell who may write Secrets in {namespace}: {diagnosis['error']}"
+    checked = ", ".join(diagnosis["checked"]) or "none"
+    return f"no identity bound in {namespace} may write its Secrets (checked: {checked})"
 
 
 def lock_age(secret: dict[str, Any], record: dict[str, Any], now: datetime) -> float | None:
@@ -80,6 +96,12 @@ class ClearPendingAction:
         },
         # Who owns the release: a HelmRelease gets a reconcile request instead of an edit.
         {"apiGroups": [flux.GROUP], "resources": [flux.PLURAL], "verbs": ["list", "patch"]},
+        # Who could have deployed, when the rule does not say (`identity` unset).
+        {
+            "apiGroups": ["rbac.authorization.k8s.io"],
+            "resources": ["rolebindings", "clusterrolebindings"],
+            "verbs": ["list"],
+        },
     )
     example: dict[str, Any] = {"action": {"name": "clear-pending", "params": {"minLockAge": "10m"}}}
 
@@ -112,7 +134,7 @@ class ClearPendingAction:
         if diagnosis and not all(diagnosis["allowed"].values()):
             return Plan(
                 verdict="refuse",
-                reason="deploying identity lacks Secret access",
+                reason=refusal(diagnosis),
                 diagnosis=diagnosis,
                 recheck_after=params.recheck,
             )
@@ -159,18 +181,28 @@ class ClearPendingAction:
     async def _diagnose(
         self, ctx: ActionContext, params: ClearPendingParams, namespace: str
     ) -> dict[str, Any]:
+        """`allowed`: verb -> whether the deployer may; unset, whether any bound identity may
+        do all four (then `writers` names them and `checked` shows what each may)."""
         if not params.check_rbac:
             return {}
-        identity = params.identity.format(namespace=namespace)
-        allowed = {
-            verb: await ctx.kube.create_subject_access_review(identity, namespace, verb, "secrets")
-            for verb in VERBS
-        }
+        found: dict[str, Any] = {"namespace": namespace, "resource": "secrets"}
+        if params.identity is not None:
+            identity = params.identity.format(namespace=namespace)
+            allowed = await rbac.may(ctx.kube, identity, namespace, "secrets", VERBS)
+            return {**found, "identity": identity, "allowed": allowed}
+        try:
+            access = await rbac.who_may(ctx.kube, namespace, "secrets", VERBS)
+        except KubeError as exc:  # e.g. 403 on RoleBindings: say so, never guess a deployer
+            unknown = dict.fromkeys(VERBS, False)
+            return {**found, "identity": None, "error": exc.message, "allowed": unknown}
+        writers = access.able
         return {
-            "identity": identity,
-            "namespace": namespace,
-            "resource": "secrets",
-            "allowed": allowed,
+            **found,
+            "identity": None,
+            "writers": writers,
+            "checked": access.allowed,
+            "unchecked": access.unchecked,
+            "allowed": {verb: bool(writers) for verb in VERBS},
         }
 
     async def verify(self, ctx: ActionContext, plan: Plan) -> bool:
