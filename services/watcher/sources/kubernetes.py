@@ -29,6 +29,13 @@ log = structlog.get_logger(__name__)
 P = TypeVar("P")
 
 
+# What `ObjectFilter.namespace_selector` needs (it lists Namespaces by label, nothing else); the
+# chart grants it only to a watcher whose sources' config sets a selector.
+NAMESPACE_SELECTOR_RBAC: tuple[dict[str, Any], ...] = (
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list"]},
+)
+
+
 class ObjectFilter(BaseModel):
     """Which objects a source looks at."""
 
