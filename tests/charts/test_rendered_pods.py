@@ -1,0 +1,110 @@
+"""The chart's pods, run as processes: each rendered container's args and MEDIC_* environment
+start the real service, as the chart's own ServiceAccount, and it becomes ready.
+
+No kubelet runs on the test control plane, so a pod is played by a process: the Deployment's
+`args` and `env` exactly as `helm install` stored them, with only what a pod gets from its node
+substituted: the ServiceAccount token (a TokenRequest kubeconfig for the pod's
+`serviceAccountName` instead of MEDIC_KUBE__IN_CLUSTER), the /data volume (a temporary folder),
+a free loopback port for the health endpoint, and, in distributed mode, a real nats-server with
+one replica for the NATS cluster. This shows the settings the chart writes are valid and
+sufficient; what the roles allow is test_least_privilege.py's subject.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from medic.runtime.embedded_nats import EmbeddedNats, free_port
+from medic.runtime.health import wait_ready
+from medic.testing.chart import CHART, DISTRIBUTED, helm
+from medic.testing.controlplane import ControlPlane
+
+pytestmark = [pytest.mark.realcluster, pytest.mark.timeout(180)]
+MEDIC = str(Path(sys.executable).with_name("medic"))
+
+
+def installed_deployments(
+    plane: ControlPlane, namespace: str, release: str, values: dict[str, Any], work: Path
+) -> list[dict[str, Any]]:
+    file = work / "values.json"
+    file.write_text(json.dumps(values))
+    helm("install", release, str(CHART), "-n", namespace, f"--values={file}",
+         "--kubeconfig", str(plane.kubeconfig))  # fmt: skip
+    reply = plane.request(
+        "GET",
+        f"/apis/apps/v1/namespaces/{namespace}/deployments"
+        f"?labelSelector=app.kubernetes.io/instance={release}",
+    )
+    assert reply.ok, reply.body
+    return list(reply.body["items"])
+
+
+def process_env(
+    plane: ControlPlane, namespace: str, pod: dict[str, Any], nats_url: str, work: Path
+) -> tuple[list[str], dict[str, str], int]:
+    [container] = pod["containers"]
+    env = {e["name"]: str(e["value"]) for e in container["env"] if "value" in e}
+    assert len(env) == len(container["env"]), "every default setting is a plain value"
+    port = free_port()
+    env |= {"MEDIC_HEALTH__HOST": "127.0.0.1", "MEDIC_HEALTH__PORT": str(port)}
+    if env.pop("MEDIC_KUBE__IN_CLUSTER", None) == "true":
+        kubeconfig = plane.serviceaccount_kubeconfig(
+            namespace, pod["serviceAccountName"], work / f"{container['name']}.kubeconfig",
+            create=False,
+        )  # fmt: skip
+        env["MEDIC_KUBE__KUBECONFIG"] = str(kubeconfig)
+    if "MEDIC_NATS__URLS" in env:
+        env |= {"MEDIC_NATS__URLS": nats_url, "MEDIC_NATS__STREAM_REPLICAS": "1"}
+    args = [str(work / "data") if arg == "/data" else arg for arg in container["args"]]
+    return args, env, port
+
+
+@pytest.mark.parametrize("shape", ["single", "distributed"])
+async def test_rendered_containers_start_and_become_ready(
+    shape: str, control_plane: ControlPlane, real_namespace: str, tmp_path: Path
+) -> None:
+    release = f"medic-{uuid.uuid4().hex[:6]}"
+    values = {} if shape == "single" else DISTRIBUTED
+    deployments = installed_deployments(control_plane, real_namespace, release, values, tmp_path)
+    assert len(deployments) == (1 if shape == "single" else 3)
+    nats = EmbeddedNats(data_dir=tmp_path / "nats")
+    await nats.start()
+    processes: list[tuple[str, asyncio.subprocess.Process, Path]] = []
+    try:
+        base = {k: v for k, v in os.environ.items() if not k.startswith("MEDIC_")}
+        for deployment in deployments:
+            pod = deployment["spec"]["template"]["spec"]
+            args, env, port = process_env(control_plane, real_namespace, pod, nats.url, tmp_path)
+            log = tmp_path / f"{deployment['metadata']['name']}.log"
+            with log.open("wb") as sink:
+                process = await asyncio.create_subprocess_exec(
+                    MEDIC, *args, env=base | env, stdout=sink, stderr=sink
+                )
+            processes.append((deployment["metadata"]["name"], process, log))
+
+            def alive(process: asyncio.subprocess.Process = process, log: Path = log) -> None:
+                if process.returncode is not None:
+                    pytest.fail(
+                        f"{log.stem} exited {process.returncode}:\n{log.read_text()[-3000:]}"
+                    )
+
+            await wait_ready(port, timeout=60, still_starting=alive)
+    finally:
+        for _name, process, _log in processes:
+            if process.returncode is None:
+                process.terminate()
+        for _name, process, _log in processes:
+            await asyncio.wait_for(process.wait(), timeout=30)
+        await nats.stop()
+    for name, process, log in processes:
+        text = log.read_text()
+        assert process.returncode == 0, f"{name} exited {process.returncode}:\n{text[-3000:]}"
+        assert "forbidden" not in text.lower(), f"{name}:\n{text[-3000:]}"
