@@ -9,6 +9,7 @@ declarations: nothing here lists a permission.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import uuid
@@ -18,7 +19,6 @@ from typing import Any
 import pytest
 import yaml
 
-from medic.chart import generate
 from medic.chart.rbac import (
     builtin_rule_actions,
     default_sources,
@@ -42,6 +42,8 @@ def helm_cli() -> None:
     try:
         upstream.binary_path("helm")
     except upstream.UpstreamUnavailableError as error:
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(f"Helm unavailable in CI: {error}", pytrace=False)
         pytest.skip(f"Helm is not available: {error}")
 
 
@@ -52,10 +54,6 @@ def deployments(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
 def env_of(deployment: dict[str, Any]) -> dict[str, dict[str, Any]]:
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     return {e["name"]: e for e in container["env"]}
-
-
-def test_generated_rbac_and_dashboard_are_current() -> None:
-    assert generate.stale(CHART, ROOT) == [], "run: python -m medic.chart.generate"
 
 
 @pytest.mark.parametrize("shape", SHAPES)
