@@ -6,13 +6,17 @@ No kubelet runs on the test control plane, so a pod is played by a process: the 
 substituted: the ServiceAccount token (a TokenRequest kubeconfig for the pod's
 `serviceAccountName` instead of MEDIC_KUBE__IN_CLUSTER), the /data volume (a temporary folder),
 a free loopback port for the health endpoint, and, in distributed mode, a real nats-server with
-one replica for the NATS cluster. This shows the settings the chart writes are valid and
-sufficient; what the roles allow is test_least_privilege.py's subject.
+one replica for the NATS cluster. Variables from Secrets are read from the Secrets, as the
+kubelet does: distributed mode takes its NATS credentials and the notifier's webhook URL from
+Secrets created beforehand (a notifier without its URL does not start). This shows the settings
+the chart writes are valid and sufficient; what the roles allow is test_least_privilege.py's
+subject.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import os
 import sys
@@ -47,12 +51,39 @@ def installed_deployments(
     return list(reply.body["items"])
 
 
+def resolve(plane: ControlPlane, namespace: str, var: dict[str, Any]) -> str:
+    """A variable's value as the kubelet gives it: plain, or read from the Secret it names."""
+    if "value" in var:
+        return str(var["value"])
+    ref = var["valueFrom"]["secretKeyRef"]
+    secret = plane.request("GET", f"/api/v1/namespaces/{namespace}/secrets/{ref['name']}")
+    assert secret.ok, secret.body
+    return base64.b64decode(secret.body["data"][ref["key"]]).decode()
+
+
+def secrets_by_reference(plane: ControlPlane, namespace: str) -> dict[str, Any]:
+    """Values that take NATS credentials and a webhook URL from Secrets created beforehand."""
+    for name, data in (("medic-nats", {"user": "medic", "password": "s3cret"}),
+                       ("medic-hooks", {"url": "http://127.0.0.1:9/hook"})):  # fmt: skip
+        secret = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+                  "stringData": data}  # fmt: skip
+        created = plane.request("POST", f"/api/v1/namespaces/{namespace}/secrets", secret)
+        assert created.ok, created.body
+    return {
+        **DISTRIBUTED,
+        "nats": {**DISTRIBUTED["nats"], "existingSecret": "medic-nats"},
+        "notifier": {
+            "channels": [{"name": "ops", "type": "webhook", "options": {"url_env": "HOOK_URL"}}],
+            "secretEnv": [{"name": "HOOK_URL", "secretName": "medic-hooks", "key": "url"}],
+        },
+    }
+
+
 def process_env(
     plane: ControlPlane, namespace: str, pod: dict[str, Any], nats_url: str, work: Path
 ) -> tuple[list[str], dict[str, str], int]:
     [container] = pod["containers"]
-    env = {e["name"]: str(e["value"]) for e in container["env"] if "value" in e}
-    assert len(env) == len(container["env"]), "every default setting is a plain value"
+    env = {e["name"]: resolve(plane, namespace, e) for e in container["env"]}
     port = free_port()
     env |= {"MEDIC_HEALTH__HOST": "127.0.0.1", "MEDIC_HEALTH__PORT": str(port)}
     if env.pop("MEDIC_KUBE__IN_CLUSTER", None) == "true":
@@ -72,7 +103,7 @@ async def test_rendered_containers_start_and_become_ready(
     shape: str, control_plane: ControlPlane, real_namespace: str, tmp_path: Path
 ) -> None:
     release = f"medic-{uuid.uuid4().hex[:6]}"
-    values = {} if shape == "single" else DISTRIBUTED
+    values = {} if shape == "single" else secrets_by_reference(control_plane, real_namespace)
     deployments = installed_deployments(control_plane, real_namespace, release, values, tmp_path)
     assert len(deployments) == (1 if shape == "single" else 3)
     nats = EmbeddedNats(data_dir=tmp_path / "nats")
