@@ -203,7 +203,8 @@ def test_rules_configmap_dashboard_and_servicemonitor_when_asked() -> None:
     assert rules is not None
     assert yaml.safe_load(rules["data"]["own.yaml"]) == yaml.safe_load(rule)
     env = env_of(find(docs, "Deployment", "medic-single") or {})
-    assert env["MEDIC_REMEDIATOR_RULES"]["value"] == "/etc/medic/rules"
+    # the files: the mounted folder also holds each one under a hidden ..<timestamp> folder
+    assert env["MEDIC_REMEDIATOR_RULES"]["value"] == "/etc/medic/rules/own.yaml"
     dashboard = find(docs, "ConfigMap", "medic-dashboard")
     assert dashboard is not None
     shipped = json.loads((ROOT / "deploy/grafana/medic-dashboard.json").read_text())

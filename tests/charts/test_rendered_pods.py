@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from medic.runtime.embedded_nats import EmbeddedNats, free_port
 from medic.runtime.health import wait_ready
@@ -33,6 +34,10 @@ from medic.testing.controlplane import ControlPlane
 
 pytestmark = [pytest.mark.realcluster, pytest.mark.timeout(180)]
 MEDIC = str(Path(sys.executable).with_name("medic"))
+BUILTIN_S5 = (
+    Path(__file__).resolve().parents[2]
+    / "services/remediator/rules/builtin/s5-gardener-operation-stuck.yaml"
+)
 
 
 def installed_deployments(
@@ -79,6 +84,30 @@ def secrets_by_reference(plane: ControlPlane, namespace: str) -> dict[str, Any]:
     }
 
 
+def project_rules(plane: ControlPlane, namespace: str, pod: dict[str, Any], work: Path) -> str:
+    """The rules ConfigMap's files written where the process reads them (the pod's volume)."""
+    [container] = pod["containers"]
+    [mount] = [m for m in container["volumeMounts"] if m["name"] == "rules"]
+    [volume] = [v for v in pod["volumes"] if v["name"] == "rules"]
+    name = volume["configMap"]["name"]
+    reply = plane.request("GET", f"/api/v1/namespaces/{namespace}/configmaps/{name}")
+    assert reply.ok, reply.body
+    folder = work / "rules"
+    folder.mkdir(exist_ok=True)
+    for file, text in reply.body["data"].items():
+        (folder / file).write_text(text)
+    env = {e["name"]: e.get("value", "") for e in container["env"]}
+    files = env["MEDIC_REMEDIATOR_RULES"].split(",")
+    return ",".join(str(folder / Path(f).relative_to(mount["mountPath"])) for f in files)
+
+
+def own_rule() -> str:
+    """A user rule: the shipped S5 rule under another name (so it adds, not overrides)."""
+    rule = yaml.safe_load(BUILTIN_S5.read_text())
+    rule["metadata"]["name"] = "team-gardener-reapply"
+    return yaml.safe_dump(rule)
+
+
 def process_env(
     plane: ControlPlane, namespace: str, pod: dict[str, Any], nats_url: str, work: Path
 ) -> tuple[list[str], dict[str, str], int]:
@@ -92,6 +121,8 @@ def process_env(
             create=False,
         )  # fmt: skip
         env["MEDIC_KUBE__KUBECONFIG"] = str(kubeconfig)
+    if "MEDIC_REMEDIATOR_RULES" in env:
+        env["MEDIC_REMEDIATOR_RULES"] = project_rules(plane, namespace, pod, work)
     if "MEDIC_NATS__URLS" in env:
         env |= {"MEDIC_NATS__URLS": nats_url, "MEDIC_NATS__STREAM_REPLICAS": "1"}
     args = [str(work / "data") if arg == "/data" else arg for arg in container["args"]]
@@ -103,7 +134,11 @@ async def test_rendered_containers_start_and_become_ready(
     shape: str, control_plane: ControlPlane, real_namespace: str, tmp_path: Path
 ) -> None:
     release = f"medic-{uuid.uuid4().hex[:6]}"
-    values = {} if shape == "single" else secrets_by_reference(control_plane, real_namespace)
+    values = (
+        {"remediator": {"rules": {"team.yaml": own_rule()}}}
+        if shape == "single"
+        else secrets_by_reference(control_plane, real_namespace)
+    )
     deployments = installed_deployments(control_plane, real_namespace, release, values, tmp_path)
     assert len(deployments) == (1 if shape == "single" else 3)
     nats = EmbeddedNats(data_dir=tmp_path / "nats")
@@ -139,3 +174,5 @@ async def test_rendered_containers_start_and_become_ready(
         text = log.read_text()
         assert process.returncode == 0, f"{name} exited {process.returncode}:\n{text[-3000:]}"
         assert "forbidden" not in text.lower(), f"{name}:\n{text[-3000:]}"
+        # a rule file it could not read or parse would be logged as rule_rejected
+        assert "rule_rejected" not in text, f"{name}:\n{text[-3000:]}"

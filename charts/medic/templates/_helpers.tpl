@@ -164,9 +164,19 @@ order. The same shape medic.chart.rbac.normalise gives, so tests compare the two
 - name: MEDIC_REMEDIATOR_BUILTIN_RULES
   value: {{ .Values.remediator.builtinRules | quote }}
 {{- if .Values.remediator.rules }}
+{{- /* The files, not the folder: a ConfigMap volume also holds each file under a hidden
+       `..<timestamp>` folder, and a folder is searched recursively. */}}
 - name: MEDIC_REMEDIATOR_RULES
-  value: /etc/medic/rules
+  value: {{ include "medic.ruleFiles" . | quote }}
 {{- end }}
+{{- end -}}
+
+{{- define "medic.ruleFiles" -}}
+{{- $files := list -}}
+{{- range $file := keys .Values.remediator.rules | sortAlpha -}}
+{{- $files = append $files (printf "/etc/medic/rules/%s" $file) -}}
+{{- end -}}
+{{- join "," $files -}}
 {{- end -}}
 
 {{- define "medic.env.notifier" -}}
