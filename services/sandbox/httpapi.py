@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from medic.sandbox import protobuf
 from medic.sandbox.catalog import BY_PLURAL, CATALOG, REASONS, ApiError, ResourceType, not_found
 from medic.sandbox.memstore import (
     Fault,
@@ -21,6 +22,7 @@ from medic.sandbox.memstore import (
     encode_continue,
     object_matcher,
 )
+from medic.sandbox.protobuf import ProtobufError
 
 GIT_VERSION = "v1.31.0"
 STORE_KEY: web.AppKey[SandboxStore] = web.AppKey("store", SandboxStore)
@@ -183,7 +185,12 @@ async def _read_body(request: web.Request) -> Any:
     raw = await request.read()
     if not raw:
         return None
-    if "protobuf" in request.content_type or "cbor" in request.content_type:
+    if "protobuf" in request.content_type:
+        try:
+            return protobuf.decode(raw)
+        except ProtobufError as exc:
+            raise ApiError(415, "UnsupportedMediaType", str(exc)) from exc
+    if "cbor" in request.content_type:
         raise ApiError(
             415, "UnsupportedMediaType", f"the body type {request.content_type} is not supported"
         )
