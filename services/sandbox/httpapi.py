@@ -360,6 +360,13 @@ def _list(request: web.Request, store: SandboxStore, t: Target) -> dict[str, Any
     page = items
     if q.get("continue"):
         after, rv = decode_continue(q["continue"])
+        if rv < store.history_floor:  # what the API server answers once etcd compacted it
+            raise ApiError(
+                410,
+                "Expired",
+                "The provided continue parameter is too old to display a consistent list "
+                "result. You can start a new list without the continue parameter.",
+            )
         page = [o for o in items if _list_key(o) > after]
     limit = int(q.get("limit") or 0)
     meta: dict[str, Any] = {"resourceVersion": str(rv)}

@@ -130,6 +130,17 @@ def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _manager_id(entry: Obj) -> tuple[str, str, str, str]:
+    """Apply entries are one per manager whatever the version; Update entries per version."""
+    version = "" if entry.get("operation") == "Apply" else str(entry.get("apiVersion", ""))
+    return (
+        str(entry.get("manager", "")),
+        str(entry.get("operation", "")),
+        version,
+        str(entry.get("subresource", "")),
+    )
+
+
 def _body(obj: Obj) -> Obj:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
 
@@ -279,21 +290,34 @@ class SandboxStore:
             except Exception as exc:  # noqa: BLE001 - a broken test hook must not break the server
                 self.hook_errors.append(exc)
 
-    def _managed(self, meta: Obj, manager: str, operation: str, api_version: str) -> None:
+    def _managed(
+        self, meta: Obj, manager: str, operation: str, api_version: str, subresource: str = ""
+    ) -> None:
+        """One entry per manager, operation, subresource and (for Update) API version, ordered
+        by operation, time, manager, API version and subresource, as the API server keeps them
+        (apimachinery managedfields `BuildManagerIdentifier`, `sortEncodedManagedFields`)."""
+        entry: Obj = {
+            "manager": manager,
+            "operation": operation,
+            "apiVersion": api_version,
+            "time": now_iso(),
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {},
+        }
+        if subresource:
+            entry["subresource"] = subresource
         entries = [
-            e
-            for e in meta.get("managedFields") or []
-            if not (e.get("manager") == manager and e.get("operation") == operation)
+            e for e in meta.get("managedFields") or [] if _manager_id(e) != _manager_id(entry)
         ]
-        entries.append(
-            {
-                "manager": manager,
-                "operation": operation,
-                "apiVersion": api_version,
-                "time": now_iso(),
-                "fieldsType": "FieldsV1",
-                "fieldsV1": {},
-            }
+        entries.append(entry)
+        entries.sort(
+            key=lambda e: (
+                e.get("operation", ""),
+                e.get("time", ""),
+                e.get("manager", ""),
+                e.get("apiVersion", ""),
+                e.get("subresource", ""),
+            )
         )
         meta["managedFields"] = entries
 
@@ -327,11 +351,15 @@ class SandboxStore:
             if meta.get("generateName"):
                 meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
             else:
+                required = "Required value: name or generateName is required"
+                details: Obj = {"kind": rt.kind}
+                if rt.group:
+                    details["group"] = rt.group
+                details["causes"] = [
+                    {"reason": "FieldValueRequired", "message": required, "field": "metadata.name"}
+                ]
                 raise ApiError(
-                    422,
-                    "Invalid",
-                    f"{rt.kind} is invalid: metadata.name: Required value",
-                    {"kind": rt.kind, "group": rt.group},
+                    422, "Invalid", f'{rt.kind} "" is invalid: metadata.name: {required}', details
                 )
         name = meta["name"]
         key = self._key(rt, ns, name)
@@ -429,7 +457,7 @@ class SandboxStore:
             self.stored_versions[rt.key].add(stored)
         obj["apiVersion"], obj["kind"] = rt.api_version(stored), rt.kind
         meta["resourceVersion"] = str(self._next_rv())
-        self._managed(meta, manager, operation, rt.api_version(version))
+        self._managed(meta, manager, operation, rt.api_version(version), subresource or "")
         self._bucket(rt)[self._key(rt, meta.get("namespace"), name)] = obj
         self._record(rt, "MODIFIED", obj)
         return obj

@@ -124,27 +124,29 @@ def _entry(data: bytes) -> tuple[str, bytes]:
 def decode_message(data: bytes, schema: Schema) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for number, value in _fields(data):
-        if number not in schema:
-            continue
-        name, kind = schema[number]
-        if isinstance(value, int):
-            out[name] = bool(value) if kind == "bool" else value
-        elif isinstance(kind, dict):
-            out[name] = decode_message(value, kind)
-        elif kind == "string":
-            if value:  # gogo-protobuf writes empty strings; JSON omits them (omitempty)
-                out[name] = value.decode()
-        elif kind == "raw":
-            out[name] = value
-        elif kind == "bytes":
-            out[name] = base64.b64encode(value).decode()
-        elif kind == "strings":
-            out.setdefault(name, []).append(value.decode())
-        elif kind in ("map", "bytesmap"):
-            key, item = _entry(value)
-            text = item.decode() if kind == "map" else base64.b64encode(item).decode()
-            out.setdefault(name, {})[key] = text
+        if number in schema:
+            _set(out, *schema[number], value)
     return out
+
+
+def _set(out: dict[str, Any], name: str, kind: Any, value: int | bytes) -> None:
+    if isinstance(value, int):
+        out[name] = bool(value) if kind == "bool" else value
+    elif isinstance(kind, dict):
+        out[name] = decode_message(value, kind)
+    elif kind == "string":
+        if value:  # gogo-protobuf writes empty strings; JSON omits them (omitempty)
+            out[name] = value.decode()
+    elif kind == "raw":
+        out[name] = value
+    elif kind == "bytes":
+        out[name] = base64.b64encode(value).decode()
+    elif kind == "strings":
+        out.setdefault(name, []).append(value.decode())
+    elif kind in ("map", "bytesmap"):
+        key, item = _entry(value)
+        text = item.decode() if kind == "map" else base64.b64encode(item).decode()
+        out.setdefault(name, {})[key] = text
 
 
 def decode(body: bytes) -> dict[str, Any]:
