@@ -3,6 +3,7 @@ lists, one object read at every served version, and where it is stored (`storedV
 
 from __future__ import annotations
 
+from medic.remediator.actions.migrate_api_version import newest_write_versions
 from medic.runtime.kube import ResourceType
 from medic.testing.contract import HR, KubeApi, helmrelease
 from medic.upstream import flux
@@ -68,3 +69,23 @@ async def test_one_object_at_every_served_version_stored_at_the_storage_version(
     assert crd["status"]["storedVersions"] == ["v2"]
     conditions = {c["type"]: c["status"] for c in crd["status"]["conditions"]}
     assert conditions["Established"] == "True"
+
+
+async def test_a_write_through_the_target_version_is_seen_among_the_newest_writes(
+    kube_api: KubeApi,
+) -> None:
+    """migrate-api-version verifies from managedFields: written through v2beta2 by one manager
+    and through v2 by Medic within the same second, v2 must be among the newest writes even
+    though the API server sorts that second's entries by manager, not by time."""
+    kube, ns = kube_api.kube, kube_api.namespace
+    old = {**helmrelease("legacy", ns), "apiVersion": f"{flux.GROUP}/v2beta2"}
+    await kube.create(HR.at("v2beta2"), old)
+    await kube.patch(
+        HR.at("v2beta2"), "legacy", ns, {"spec": {"suspend": True}}, field_manager="zz-flux"
+    )
+    written = await kube.patch(
+        HR, "legacy", ns, {"metadata": {"annotations": {flux.UPGRADE_TO: "v2"}}}
+    )
+    assert "v2" in newest_write_versions(written)
+    before = {**helmrelease("fresh", ns), "apiVersion": f"{flux.GROUP}/v2beta2"}
+    assert newest_write_versions(await kube.create(HR.at("v2beta2"), before)) == {"v2beta2"}
