@@ -16,10 +16,12 @@ tests/contract/ runs one suite against this sandbox and the real kube-apiserver 
 they differ the test names the LIMIT below.
 
 LIMITS (what the sandbox does not do like a real API server):
-- Authentication: any bearer token (or none) is accepted and every request acts as the user
-  `sandbox`, who may do everything; RBAC objects are only evaluated for (Self)SubjectAccessReview.
-  So no request is ever 403 Forbidden (the real server answers a ServiceAccount without RBAC
-  `configmaps "x" is forbidden: User "system:serviceaccount:ns:sa" cannot get resource ...`).
+- Authentication: any bearer token (or none) is accepted and acts as the user `sandbox`, who
+  may do everything, except tokens issued by `store.issue_token` (`serviceaccount_kubeconfig`),
+  whose requests are authorized from the stored RBAC and get the API server's 403 Forbidden.
+  (Self)SubjectAccessReview evaluates the same RBAC; aggregated ClusterRoles are not expanded
+  and there are no default roles (system:basic-user, ...): an issued identity may do only what
+  the stored RBAC grants, while discovery, /version and /openapi are never checked.
 - No admission, no schema validation, no defaulting; objects are stored as given (the real
   Flux CRD defaults e.g. spec.chart.spec.reconcileStrategy and status.observedGeneration: -1;
   Medic reads a missing observedGeneration as -1, so its judgement is the same). There are no
@@ -151,6 +153,16 @@ class KubeSandbox:
         return sandbox
 
     _owned_dir: Path | None = None
+
+    def serviceaccount_kubeconfig(
+        self, namespace: str, name: str, path: Path | None = None
+    ) -> Path:
+        """A kubeconfig acting as system:serviceaccount:<namespace>:<name>: its requests are
+        authorized from the stored RBAC (403 when no rule allows them), as on a real server."""
+        token = self.store.issue_token(f"system:serviceaccount:{namespace}:{name}")
+        directory = self.kubeconfig_path.parent
+        target = path or directory / f"sa-{namespace}-{name}.kubeconfig"
+        return write_kubeconfig(target, self.url, token)
 
     async def stop(self) -> None:
         self._runner.app[OPTIONS_KEY]["closing"] = True

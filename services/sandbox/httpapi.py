@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from medic.sandbox import protobuf
+from medic.sandbox import access, protobuf
 from medic.sandbox.catalog import BY_PLURAL, CATALOG, REASONS, ApiError, ResourceType, not_found
 from medic.sandbox.memstore import (
     Fault,
@@ -235,6 +235,7 @@ async def handle_resource(request: web.Request) -> web.StreamResponse:
             raise ApiError(
                 405, "MethodNotAllowed", f"{verb} is not supported on {target.rt.plural}"
             )
+        _authorize(request, store, target, verb)
         drop = False
         fault = store.take_fault(verb, target.rt.plural, target.namespace, target.name)
         if fault is not None:
@@ -269,6 +270,31 @@ async def handle_resource(request: web.Request) -> web.StreamResponse:
     if record.resource:
         store.requests.append(record)
     return response
+
+
+def _authorize(request: web.Request, store: SandboxStore, t: Target, verb: str) -> None:
+    """Requests with an issued token are checked against the stored RBAC; others act as the
+    sandbox user, who may do everything."""
+    token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    identity = store.tokens.get(token)
+    if identity is None:
+        return
+    user, groups = identity
+    attrs: dict[str, Any] = {
+        "verb": verb,
+        "group": t.rt.group,
+        "resource": t.rt.plural,
+        "subresource": t.subresource or "",
+        "namespace": t.namespace or "",
+        "name": t.name or "",
+    }
+    allowed, _ = access.review(store.lookup, user, groups, attrs, None)
+    if not allowed:
+        details: dict[str, Any] = {"name": t.name} if t.name else {}
+        if t.rt.group:
+            details["group"] = t.rt.group
+        details["kind"] = t.rt.plural
+        raise ApiError(403, "Forbidden", access.forbidden_message(user, attrs), details)
 
 
 def _dispatch(

@@ -11,7 +11,7 @@ import re
 import secrets
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +37,7 @@ Obj = dict[str, Any]
 _T = TypeVar("_T")
 ObjList = list[Obj]
 Key = tuple[str, str]  # (namespace or "", name)
+Identity = tuple[str, list[str]]  # (user, groups) of an issued token
 Hook = Callable[["SandboxStore", str, Obj], None]
 RBAC_KINDS = ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
 VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
@@ -246,6 +247,7 @@ class SandboxStore:
         }
         self._waiters: list[asyncio.Event] = []
         self.hook_errors: list[Exception] = []  # exceptions raised by on_write callbacks
+        self.tokens: dict[str, Identity] = {}
         self._sorted: dict[tuple[str, str], list[Key] | None] = {}
         for namespace in ("default", "kube-system", "kube-public"):
             self._ensure_namespace(namespace)
@@ -758,6 +760,12 @@ class SandboxStore:
         if obj.get("kind") not in RBAC_KINDS:
             raise ValueError(f"not an RBAC object: {obj.get('kind')}")
         return self.put(obj)
+
+    def issue_token(self, user: str, groups: Iterable[str] = ()) -> str:
+        """A bearer token whose requests act as `user`, authorized from the stored RBAC."""
+        token = secrets.token_urlsafe(24)
+        self.tokens[token] = (user, [*groups])
+        return token
 
     def inject(self, fault: Fault) -> None:
         if fault.verb is not None and fault.verb not in VERBS:

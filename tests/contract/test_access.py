@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from medic.runtime.kube import ForbiddenError, KubeClient, ResourceType
+from medic.runtime.kube import NAMESPACES, SECRETS, ForbiddenError, KubeClient, ResourceType
 from medic.runtime.settings import KubeSettings
-from medic.testing.contract import CONFIGMAPS, KubeApi
+from medic.testing.contract import CONFIGMAPS, HR, KubeApi
 
 RBAC = "rbac.authorization.k8s.io"
 ROLES = ResourceType(RBAC, "v1", "roles", "Role")
@@ -43,14 +43,27 @@ async def test_subject_access_review_answers_from_rbac(kube_api: KubeApi) -> Non
 
 
 async def test_an_identity_without_rbac_gets_403_forbidden(kube_api: KubeApi) -> None:
-    if kube_api.plane is None:
-        pytest.xfail("sandbox LIMITS: every request acts as the sandbox user; no 403")
-    ns = kube_api.namespace
-    kubeconfig = kube_api.plane.serviceaccount_kubeconfig(ns, "nobody")
-    kube = await KubeClient.connect(KubeSettings(kubeconfig=kubeconfig))
+    """Real: a TokenRequest token for the ServiceAccount; sandbox: a token it issued. Both are
+    authorized by RBAC: the Role lets the account read Secrets, nothing else."""
+    ns, admin = kube_api.namespace, kube_api.kube
+    role, binding = _rbac(ns, "reader")
+    await admin.create(ROLES, role)
+    await admin.create(ROLE_BINDINGS, binding)
+    server = kube_api.plane or kube_api.sandbox
+    assert server is not None
+    kube = await KubeClient.connect(
+        KubeSettings(kubeconfig=server.serviceaccount_kubeconfig(ns, "reader"))
+    )
+    user = f"system:serviceaccount:{ns}:reader"
     try:
+        secrets, _ = await kube.list(SECRETS, ns)
+        assert secrets == []
         with pytest.raises(ForbiddenError) as forbidden:
             await kube.get(CONFIGMAPS, "c1", ns)
+        with pytest.raises(ForbiddenError) as listing:
+            await kube.list(HR, ns)
+        with pytest.raises(ForbiddenError) as cluster:
+            await kube.list(NAMESPACES)
     finally:
         await kube.close()
     body = forbidden.value.body
@@ -61,7 +74,19 @@ async def test_an_identity_without_rbac_gets_403_forbidden(kube_api: KubeApi) ->
         "Forbidden",
     )
     assert forbidden.value.message == (
-        f'configmaps "c1" is forbidden: User "system:serviceaccount:{ns}:nobody" cannot get '
+        f'configmaps "c1" is forbidden: User "{user}" cannot get '
         f'resource "configmaps" in API group "" in the namespace "{ns}"'
     )
     assert body["details"] == {"name": "c1", "kind": "configmaps"}
+    assert listing.value.message == (
+        f'helmreleases.helm.toolkit.fluxcd.io is forbidden: User "{user}" cannot list resource '
+        f'"helmreleases" in API group "helm.toolkit.fluxcd.io" in the namespace "{ns}"'
+    )
+    assert listing.value.body["details"] == {
+        "group": "helm.toolkit.fluxcd.io",
+        "kind": "helmreleases",
+    }
+    assert cluster.value.message == (
+        f'namespaces is forbidden: User "{user}" cannot list resource "namespaces" in API group '
+        '"" at the cluster scope'
+    )
