@@ -97,3 +97,17 @@ async def test_create_secret_generic_sends_protobuf_and_is_stored(kube_api: Kube
     assert secret["metadata"]["namespace"] == ns
     rc, out, err = await kube_api.kubectl("-n", ns, "auth", "can-i", "get", "secrets")
     assert (rc, out.strip()) == (0, "yes"), err
+
+
+async def test_get_prints_the_crd_printer_columns(kube_api: KubeApi) -> None:
+    """kubectl asks for a Table; the real server answers with the CRD's additionalPrinterColumns
+    (Flux 2.7: Age, Ready, Status)."""
+    kube, ns = kube_api.kube, kube_api.namespace
+    await kube.create(HR, helmrelease("podinfo", ns))
+    rc, out, err = await kube_api.kubectl("-n", ns, "get", "hr")
+    assert rc == 0, err
+    header = out.splitlines()[0].split()
+    if kube_api.sandbox is not None and header == ["NAME", "AGE"]:
+        pytest.xfail("sandbox LIMITS: no Table output yet (issue 16 item 10)")
+    assert header == ["NAME", "AGE", "READY", "STATUS"]
+    assert out.splitlines()[1].split()[0] == "podinfo"
