@@ -62,13 +62,23 @@ async def test_apply_get_patch_label_annotate_delete(kube_api: KubeApi, tmp_path
 async def test_get_watch_prints_later_changes(kube_api: KubeApi) -> None:
     kube, ns = kube_api.kube, kube_api.namespace
     await kube.create(HR, helmrelease("first", ns))
-    watching = asyncio.create_task(
-        kube_api.kubectl("-n", ns, "get", "hr", "--watch", "-o", "name", "--request-timeout=4s")
+    process = await asyncio.create_subprocess_exec(
+        str(KUBECTL),
+        "--kubeconfig",
+        str(kube_api.kubeconfig),
+        *("-n", ns, "get", "hr", "--watch", "-o", "name", "--request-timeout=4s", "-v=6"),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
-    await asyncio.sleep(1.5)  # kubectl lists, then watches from the list's version
-    await kube.create(HR, helmrelease("second", ns))
-    rc, out, err = await watching
-    assert rc == 0, err
+    assert process.stdout is not None
+    assert process.stderr is not None
+    async with asyncio.timeout(20):
+        async for line in process.stderr:  # -v=6 logs the watch request once it is answered
+            if b"watch=true" in line:
+                break
+        await kube.create(HR, helmrelease("second", ns))
+        out = (await process.stdout.read()).decode()
+        assert await process.wait() == 0
     assert out.split() == [
         "helmrelease.helm.toolkit.fluxcd.io/first",
         "helmrelease.helm.toolkit.fluxcd.io/second",

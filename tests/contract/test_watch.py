@@ -66,15 +66,25 @@ async def test_watch_from_a_list_version_with_selector_bookmark_and_resume(
     kube, ns = kube_api.kube, kube_api.namespace
     await kube.create(CONFIGMAPS, configmap("before", ns, tier="web"))
     _, listed = await kube.list(CONFIGMAPS, ns)
-    watching = asyncio.create_task(
-        _events(kube, ns, listed, _bookmark_after_delete, label_selector="tier=web")
-    )
-    await asyncio.sleep(0.5)  # a bookmark is only sent past a version written while watching
     await kube.create(CONFIGMAPS, configmap("other", ns, tier="db"))
     await kube.create(CONFIGMAPS, configmap("c1", ns, tier="web"))
-    await kube.patch(CONFIGMAPS, "c1", ns, {"data": {"key": "changed"}})
-    await kube.delete(CONFIGMAPS, "c1", ns)
-    events = await watching
+    events: Events = []
+    stream = kube.watch(
+        CONFIGMAPS, ns, listed, label_selector="tier=web", timeout_seconds=WATCH_SECONDS
+    )
+    try:
+        async with asyncio.timeout(WATCH_SECONDS + 5):
+            async for kind, obj in stream:
+                events.append((kind, obj))
+                if (kind, obj["metadata"].get("name")) == ("ADDED", "c1"):
+                    # the watch is open: these writes land while it watches, so the server
+                    # owes a bookmark past them
+                    await kube.patch(CONFIGMAPS, "c1", ns, {"data": {"key": "changed"}})
+                    await kube.delete(CONFIGMAPS, "c1", ns)
+                if _bookmark_after_delete(events):
+                    break
+    finally:
+        await stream.aclose()  # type: ignore[attr-defined]
     if kube_api.sandbox is not None:  # sandbox LIMITS: a bookmark every interval, moved or not
         events = [e for e in events if e[0] != "BOOKMARK"] + events[-1:]
     assert _summary(events) == [
@@ -94,10 +104,13 @@ async def test_watch_from_a_list_version_with_selector_bookmark_and_resume(
     assert _summary(resumed) == [("ADDED", "after")]
 
 
-async def _drop_watch_cache(kube_api: KubeApi) -> None:
-    """Real: restart kube-apiserver, whose new watch cache starts at the current revision."""
+def _drop_watch_cache(kube_api: KubeApi) -> None:
+    """Real: restart kube-apiserver, whose new watch cache starts at the current revision.
+
+    On this thread, not `asyncio.to_thread`: the child's parent-death signal is tied to the
+    thread that started it, and the executor's thread ends with the test's event loop."""
     if kube_api.plane is not None:
-        await asyncio.to_thread(kube_api.plane.restart_apiserver)
+        kube_api.plane.restart_apiserver()
 
 
 async def test_after_compaction_an_old_version_is_410_and_the_informer_relists(
@@ -113,7 +126,7 @@ async def test_after_compaction_an_old_version_is_410_and_the_informer_relists(
     await kube_api.compact()
     if kube_api.real:  # the watch cache still serves what etcd just compacted away
         assert _summary(await _events(kube, ns, old, _count(1))) == [("MODIFIED", "c0")]
-    await _drop_watch_cache(kube_api)
+    _drop_watch_cache(kube_api)
     with pytest.raises(GoneError) as gone:
         await _events(kube, ns, old, _count(1))
     assert gone.value.reason == "Expired"
