@@ -155,3 +155,79 @@ async def test_merge_json_and_strategic_patches(kube_api: KubeApi) -> None:
     with pytest.raises(KubeError) as unsupported:  # no strategic merge for custom resources
         await kube.patch(HR, "podinfo", ns, {"spec": {"suspend": True}}, "strategic")
     assert unsupported.value.status == 415
+
+
+async def test_error_status_bodies(kube_api: KubeApi) -> None:
+    """404, 409 AlreadyExists and 422 carry a v1 Status with reason, code and details."""
+    kube, ns = kube_api.kube, kube_api.namespace
+    with pytest.raises(NotFoundError) as missing:
+        await kube.get(CONFIGMAPS, "nope", ns)
+    assert _status(missing.value) == (404, "NotFound", 'configmaps "nope" not found')
+    assert missing.value.body["details"] == {"name": "nope", "kind": "configmaps"}
+    with pytest.raises(NotFoundError) as missing_cr:
+        await kube.get(HR, "nope", ns)
+    assert _status(missing_cr.value) == (
+        404,
+        "NotFound",
+        'helmreleases.helm.toolkit.fluxcd.io "nope" not found',
+    )
+    assert missing_cr.value.body["details"] == {
+        "name": "nope",
+        "group": "helm.toolkit.fluxcd.io",
+        "kind": "helmreleases",
+    }
+    await kube.create(CONFIGMAPS, configmap("c1", ns))
+    with pytest.raises(ConflictError) as exists:
+        await kube.create(CONFIGMAPS, configmap("c1", ns))
+    assert _status(exists.value) == (409, "AlreadyExists", 'configmaps "c1" already exists')
+    assert exists.value.body["details"] == {"name": "c1", "kind": "configmaps"}
+    with pytest.raises(InvalidError) as invalid:
+        await kube.create(CONFIGMAPS, {"metadata": {"namespace": ns}, "data": {}})
+    assert _status(invalid.value) == (
+        422,
+        "Invalid",
+        'ConfigMap "" is invalid: metadata.name: Required value: name or generateName is required',
+    )
+    causes = invalid.value.body["details"]["causes"]
+    assert [(c["field"], c["reason"]) for c in causes] == [("metadata.name", "FieldValueRequired")]
+
+
+def _status(error: KubeError) -> tuple[int, str, str]:
+    body = error.body
+    assert body["kind"] == "Status"
+    assert body["apiVersion"] == "v1"
+    assert body["status"] == "Failure"
+    assert body["code"] == error.status
+    return error.status, error.reason, error.message
+
+
+async def test_managed_fields_name_manager_operation_version_and_subresource(
+    kube_api: KubeApi,
+) -> None:
+    """Update entries are kept per manager, API version and subresource, and ordered by
+    operation, time, manager, API version and subresource (apimachinery
+    pkg/util/managedfields/internal/managedfields.go `BuildManagerIdentifier`,
+    `sortEncodedManagedFields`): what Medic's migration and drift checks read."""
+    kube, ns = kube_api.kube, kube_api.namespace
+    await kube.create(HR, helmrelease("podinfo", ns))
+    await kube.patch(HR_V2BETA2, "podinfo", ns, {"metadata": {"labels": {"a": "b"}}})
+    await kube.patch_status(HR, "podinfo", ns, {"status": {"observedGeneration": 1}})
+    await kube.patch(
+        HR, "podinfo", ns, {"spec": {"suspend": True}}, field_manager="helm-controller"
+    )
+    entries = (await kube.get(HR, "podinfo", ns))["metadata"]["managedFields"]
+    seen = {
+        (e["manager"], e["operation"], e["apiVersion"], e.get("subresource", "")) for e in entries
+    }
+    assert seen == {
+        ("medic", "Update", "helm.toolkit.fluxcd.io/v2", ""),
+        ("medic", "Update", "helm.toolkit.fluxcd.io/v2beta2", ""),
+        ("medic", "Update", "helm.toolkit.fluxcd.io/v2", "status"),
+        ("helm-controller", "Update", "helm.toolkit.fluxcd.io/v2", ""),
+    }
+    assert all(e["fieldsType"] == "FieldsV1" and e["time"].endswith("Z") for e in entries)
+    order = [
+        (e["operation"], e["time"], e["manager"], e["apiVersion"], e.get("subresource", ""))
+        for e in entries
+    ]
+    assert order == sorted(order)
