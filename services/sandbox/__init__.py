@@ -53,8 +53,10 @@ LIMITS (what the sandbox does not do like a real API server):
   patches kubectl computes for built-in types come from its compiled-in schemas.
 - No aggregated discovery: the v2 APIGroupDiscoveryList is answered with the legacy
   APIGroupList as application/json, and clients fall back to legacy discovery. HelmRelease is
-  served at v2beta1 too (Flux <= 2.6; the Flux 2.7 CRD serves v2 and v2beta2 only), with
-  `categories: [all]` (the real CRD has none); /version says v1.31.0.
+  served at v2beta1, v2beta2 and v2 at once, which no Flux CRD does (helm-controller
+  config/crd/bases/helm.toolkit.fluxcd.io_helmreleases.yaml: v0.37.2 = Flux 2.2 serves v2beta1
+  and v2beta2, v1.4.3 = Flux 2.7 serves v2 and v2beta2), with `categories: [all]` (the Flux
+  2.7 CRD has none); /version says v1.31.0.
 - Watch history is a bounded deque (default 10,000 events); a resume from an older
   resourceVersion gets a 410 Expired ERROR event; `compact()` forgets all history at once.
   On the real server an etcd compaction alone expires nothing its watch cache still holds:
