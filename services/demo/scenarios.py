@@ -292,28 +292,44 @@ def s3(namespace: str = "shop", release: str = "checkout", *, rbac_fixed: bool =
 
 
 # --------------------------------------------------------------------------- S4
+FLEET_NS = "fleet-default"
+
+
 def s4(
     namespace: str = "cluster-fleet-default-c-7f2k9", name: str = "cart", *, heals: bool = False
 ) -> Scenario:
+    """The BundleDeployment was re-created; its options Secret is not back yet and the
+    controller (Fleet >= 0.15) marks it `waitingForValues`. The redeploy is requested on the
+    Bundle, whose forceSyncGeneration the controller copies into the BundleDeployment."""
+
     def verify(store: SandboxStore) -> str | None:
-        bundle = store.get(fleet.API_VERSION, fleet.KIND, name, namespace) or {}
-        generation = ((bundle.get("spec") or {}).get("options") or {}).get("forceSyncGeneration")
+        owner = store.get(fleet.API_VERSION, "Bundle", name, FLEET_NS) or {}
+        generation = (owner.get("spec") or {}).get(fleet.FORCE_SYNC_GENERATION)
+        bd = store.get(fleet.API_VERSION, fleet.KIND, name, namespace) or {}
+        copied = ((bd.get("spec") or {}).get("options") or {}).get(fleet.FORCE_SYNC_GENERATION)
         if store.get("v1", "Secret", name, namespace) is None:
-            return "values Secret still missing"
+            return "options Secret still missing"
         if heals:
             return None if not generation else "Medic forced a sync it should have waited out"
-        return None if generation == 1 else f"forceSyncGeneration is {generation}"
+        if generation != 1:
+            return f"Bundle forceSyncGeneration is {generation}"
+        return None if copied == 1 else "the controller did not copy forceSyncGeneration"
 
-    error = f'secrets "{name}" not found'
     return Scenario(
         key="S4-heals" if heals else "S4",
         title=(
-            "Fleet values Secret missing, re-created by the agent within the grace period"
+            "Fleet options Secret missing, re-created by the controller within the grace period"
             if heals
-            else "Fleet values Secret stays missing after re-creation: force a redeploy"
+            else "Fleet options Secret stays missing after re-creation: bump the Bundle's "
+            "forceSyncGeneration"
         ),
         target=Target(fleet.API_VERSION, fleet.KIND, namespace, name),
-        objects=(objects.bundledeployment(name, namespace, error=error),),
+        objects=(
+            objects.bundle(name, FLEET_NS),
+            objects.bundledeployment(
+                name, namespace, bundle_namespace=FLEET_NS, waiting_for_values=True
+            ),
+        ),
         expect=() if heals else ((S4_FORCE, Outcome.SUCCEEDED),),
         quiet=heals,
         verify=verify,
@@ -322,17 +338,21 @@ def s4(
 
 
 # --------------------------------------------------------------------------- S5
-def s5(namespace: str = "shoot--dev--demo", name: str = "etcd-main") -> Scenario:
+def s5(
+    namespace: str = "shoot--dev--demo",
+    name: str = "etcd-main",
+    key: str = gardener.GARDENER_OPERATION,
+) -> Scenario:
     def verify(store: SandboxStore) -> str | None:
         obj = store.get(gardener.API_VERSION, gardener.KIND, name, namespace) or {}
-        annotations = (obj.get("metadata") or {}).get("annotations") or {}
-        return "operation annotation still there" if gardener.OPERATION in annotations else None
+        left = gardener.operation_annotations(obj)
+        return f"operation annotation still there: {', '.join(left)}" if left else None
 
     return Scenario(
         key="S5",
         title="Gardener Etcd operation annotation never cleared: remove and re-apply",
         target=Target(gardener.API_VERSION, gardener.KIND, namespace, name),
-        objects=(objects.gardener_etcd(name, namespace),),
+        objects=(objects.gardener_etcd(name, namespace, key=key),),
         expect=((S5_REAPPLY, Outcome.SUCCEEDED),),
         verify=verify,
     )
@@ -345,7 +365,8 @@ def healthy(namespace: str = "healthy") -> Scenario:
         objects.helmrelease("web", namespace, status=objects.ready_status("web", namespace)),
         helm_objects.release_secret("web", namespace, modified_ago=900),
         objects.values_secret("web", namespace),  # before its BundleDeployment, as Fleet does
-        objects.bundledeployment("web", namespace),
+        objects.bundle("web", namespace),
+        objects.bundledeployment("web", namespace, bundle_namespace=namespace),
         objects.gardener_etcd("etcd-web", namespace, operation=False),
     )
 

@@ -119,6 +119,19 @@ CATALOG: tuple[ResourceType, ...] = (
         status_subresource=True,
         crd=True,
     ),
+    # The Fleet objects that own a BundleDeployment's forceSyncGeneration (S4).
+    *(
+        ResourceType(
+            "fleet.cattle.io",
+            ("v1alpha1",),
+            kind,
+            plural,
+            namespaced=True,
+            status_subresource=True,
+            crd=True,
+        )
+        for kind, plural in (("Bundle", "bundles"), ("GitRepo", "gitrepos"), ("HelmOp", "helmops"))
+    ),
     ResourceType(
         "druid.gardener.cloud",
         ("v1alpha1",),

@@ -170,7 +170,9 @@ async def test_s5_escalates_when_druid_never_answers_the_retry(tmp_path: Path) -
         await settle(rig, [stuck])
         await assert_told_people(rig, stuck, "escalated")
         assert_verdict(rig, stuck)
-        assert s5.check(rig.stack.store) == "operation annotation still there"
+        assert s5.check(rig.stack.store) == (
+            "operation annotation still there: gardener.cloud/operation"
+        )
     assert_clean_exit(rig)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -9,7 +11,7 @@ from medic.demo.scenarios import drift_event
 from medic.schemas import MessageClass, ProblemState, ReleaseProblem
 from medic.testing import objects
 from medic.testing.helm import corrupt_release_secret, release_secret
-from medic.upstream import etcd
+from medic.upstream import etcd, gardener
 from medic.watcher.problems import ProblemTracker, object_ref
 from medic.watcher.sources import fleet, gardener_etcd, helm_storage, helmrelease, kube_events
 from medic.watcher.sources.conditions import classify
@@ -129,6 +131,8 @@ def test_corrupt_release_secret_is_a_decode_error_finding() -> None:
 
 
 def test_gardener_operation_stuck_after_threshold_only_when_done() -> None:
+    """ "Done" is Gardener's CheckEtcdObject (no lastErrors, observedGeneration == generation,
+    AllMembersUpdated True when replicas > 0, ready), not readyReplicas == replicas."""
     obj = objects.gardener_etcd("etcd-main", "shoot--a")
     obj["metadata"]["generation"] = 1
     obj["metadata"]["managedFields"] = [{"time": "2026-11-23T11:00:00Z", "apiVersion": "x"}]
@@ -136,9 +140,38 @@ def test_gardener_operation_stuck_after_threshold_only_when_done() -> None:
     settings = gardener_etcd.GardenerEtcdSettings(operation_after=300)
     findings = gardener_etcd.judge(src.tracked["etcd-main"], NOW, src, settings)
     assert [f.problem for f in findings] == [ReleaseProblem.OPERATION_STUCK]
-    obj["status"]["readyReplicas"] = 2
+    assert findings[0].evidence.fields["lastOperation"] == (
+        "Reconcile Succeeded: Reconciliation succeeded"
+    )
+    not_done: list[Callable[[dict[str, Any]], None]] = [
+        lambda o: o["status"]["conditions"][2].update(status="False"),  # AllMembersUpdated
+        lambda o: o["status"].update(observedGeneration=0),
+        lambda o: o["status"].update(ready=False),
+        lambda o: o["status"].update(
+            lastErrors=[{"code": "ERR", "description": "boom", "observedAt": "x"}]
+        ),
+    ]
+    for spoil in not_done:
+        spoilt = copy.deepcopy(obj)
+        spoil(spoilt)
+        src = source_of(gardener_etcd, [spoilt])
+        problems = [
+            f.problem for f in gardener_etcd.judge(src.tracked["etcd-main"], NOW, src, settings)
+        ]
+        assert ReleaseProblem.OPERATION_STUCK not in problems
+    obj["status"]["readyReplicas"] = 2  # not part of Gardener's check
     src = source_of(gardener_etcd, [obj])
-    assert gardener_etcd.judge(src.tracked["etcd-main"], NOW, src, settings) == []
+    assert gardener_etcd.judge(src.tracked["etcd-main"], NOW, src, settings)
+
+
+def test_gardener_operation_stuck_under_druids_own_key() -> None:
+    obj = objects.gardener_etcd("etcd-main", "shoot--a", key=gardener.DRUID_OPERATION)
+    obj["metadata"]["generation"] = 1
+    src = source_of(gardener_etcd, [obj])
+    settings = gardener_etcd.GardenerEtcdSettings(operation_after=0)
+    findings = gardener_etcd.judge(src.tracked["etcd-main"], NOW, src, settings)
+    assert [f.problem for f in findings] == [ReleaseProblem.OPERATION_STUCK]
+    assert findings[0].evidence.annotations == {gardener.DRUID_OPERATION: "reconcile"}
 
 
 def test_fleet_bundle_error_is_reported() -> None:
