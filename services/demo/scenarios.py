@@ -57,15 +57,24 @@ class Scenario:
     needs_etcd: bool = False
     heals_after: float | None = None  # the cluster repairs it by itself after this many seconds
     verify_untouched: bool = False  # the final check: nothing staged was written since
+    # (group, kind, older, current): stage the objects while `older` was the storage version, as
+    # an older Flux stored them, then make `current` the storage version (the upgrade)
+    stored_by_older: tuple[str, str, str, str] | None = None
 
     staged: dict[tuple[str, str, str], str] = field(default_factory=dict, compare=False)
 
     def stage(self, store: SandboxStore) -> None:
+        if self.stored_by_older is not None:
+            group, kind, older, _ = self.stored_by_older
+            store.set_storage_version(group, kind, older)
         for obj in self.objects:
             stored = store.put(obj, manager=_manager(obj))
             meta = stored["metadata"]
             key = (obj["kind"], meta.get("namespace", ""), meta["name"])
             self.staged[key] = meta["resourceVersion"]
+        if self.stored_by_older is not None:
+            group, kind, _, current = self.stored_by_older
+            store.set_storage_version(group, kind, current)
 
     def untouched(self, store: SandboxStore) -> str | None:
         """None when every staged object still has the resourceVersion it was staged with."""
@@ -130,14 +139,49 @@ def s1(namespace: str = "apps", name: str = "podinfo") -> Scenario:
 
 
 # --------------------------------------------------------------------------- S2
-def s2(namespace: str = "apps", name: str = "frontend", dependency: str = "backend") -> Scenario:
+CRD_API_VERSION = "apiextensions.k8s.io/v1"
+
+
+def s2_migrate(namespace: str = "apps", names: tuple[str, ...] = ("cart", "search")) -> Scenario:
+    """Flux 2.1 -> 2.2: HelmReleases stored at v2beta1, so the CRD's status.storedVersions lists
+    v2beta1 besides the storage version and the next Flux's CRD would be refused. Medic does
+    what `flux migrate` does: `{}` on every object, then storedVersions trimmed."""
+
     def verify(store: SandboxStore) -> str | None:
-        stored = store.stored_version(flux.GROUP, flux.KIND, name, namespace)
-        if stored != flux.STORAGE_VERSION:
-            return f"still stored at {stored}"
+        for name in names:
+            stored = store.stored_version(flux.GROUP, flux.KIND, name, namespace)
+            if stored != flux.STORAGE_VERSION:
+                return f"{name} still stored at {stored}"
+        (crd,) = [c for c in store.crds() if c["metadata"]["name"] == flux.CRD_NAME]
+        versions = crd["status"]["storedVersions"]
+        return None if versions == [flux.STORAGE_VERSION] else f"storedVersions is {versions}"
+
+    return Scenario(
+        key="S2-migrate",
+        title="HelmReleases stored at v2beta1 after a Flux upgrade: re-store and trim "
+        "storedVersions as `flux migrate` does",
+        target=Target(CRD_API_VERSION, "CustomResourceDefinition", "", flux.CRD_NAME),
+        objects=tuple(
+            objects.helmrelease(
+                name, namespace, version="v2beta1", status=objects.ready_status(name, namespace)
+            )
+            for name in names
+        ),
+        expect=((S2_MIGRATE, Outcome.SUCCEEDED),),
+        verify=verify,
+        stored_by_older=(flux.GROUP, flux.KIND, "v2beta1", flux.STORAGE_VERSION),
+    )
+
+
+def s2(namespace: str = "apps", name: str = "frontend", dependency: str = "backend") -> Scenario:
+    """After the upgrade: DependencyNotReady and an old-format message although the dependency is
+    Ready; `flux reconcile hr --force` (requestedAt = forceAt) repairs it."""
+
+    def verify(store: SandboxStore) -> str | None:
         obj = store.get(HR_V2, flux.KIND, name, namespace)
         status = (obj or {}).get("status") or {}
-        if not _ready(obj) or status.get("lastHandledForceAt") is None:
+        token = ((obj or {}).get("metadata") or {}).get("annotations", {}).get(flux.FORCE_AT)
+        if not _ready(obj) or token is None or status.get("lastHandledForceAt") != token:
             return "no forced reconcile made it Ready"
         return None
 
@@ -145,18 +189,14 @@ def s2(namespace: str = "apps", name: str = "frontend", dependency: str = "backe
         dependency, namespace, status=objects.ready_status(dependency, namespace)
     )
     stale = objects.helmrelease(
-        name,
-        namespace,
-        version="v2beta1",
-        depends_on=[dependency],
-        status=objects.stale_status(dependency),
+        name, namespace, depends_on=[dependency], status=objects.stale_status(dependency)
     )
     return Scenario(
         key="S2",
-        title="HelmRelease left at v2beta1 after a Flux upgrade, stale DependencyNotReady",
+        title="Stale DependencyNotReady after a Flux upgrade: reconcile with --force",
         target=Target(HR_V2, flux.KIND, namespace, name),
         objects=(ready_dep, stale),
-        expect=((S2_MIGRATE, Outcome.SUCCEEDED), (S2_FORCE, Outcome.SUCCEEDED)),
+        expect=((S2_FORCE, Outcome.SUCCEEDED),),
         verify=verify,
     )
 
@@ -384,6 +424,7 @@ def all_scenarios() -> list[Scenario]:
     """What `medic demo` plays: the five scenarios, S4's self-healing twin, healthy objects."""
     return [
         s1(),
+        s2_migrate(),
         s2(),
         s2_drift(),
         s3(),

@@ -11,9 +11,16 @@ from medic.demo.scenarios import drift_event
 from medic.schemas import MessageClass, ProblemState, ReleaseProblem
 from medic.testing import objects
 from medic.testing.helm import corrupt_release_secret, release_secret
-from medic.upstream import etcd, gardener
+from medic.upstream import etcd, flux, gardener
 from medic.watcher.problems import ProblemTracker, object_ref
-from medic.watcher.sources import fleet, gardener_etcd, helm_storage, helmrelease, kube_events
+from medic.watcher.sources import (
+    fleet,
+    flux_crds,
+    gardener_etcd,
+    helm_storage,
+    helmrelease,
+    kube_events,
+)
 from medic.watcher.sources.conditions import classify
 from medic.watcher.sources.kubernetes import ObjectSource, Tracked
 
@@ -87,7 +94,9 @@ def test_phantom_dependency_is_stale_only_when_every_dependency_is_ready() -> No
     assert "dependency-ready" not in stale[0].fingerprint
 
 
-def test_helmrelease_written_through_old_version_is_reported() -> None:
+def test_helmrelease_written_through_an_old_version_is_not_a_migration_problem() -> None:
+    """managedFields' apiVersion is the version a writer used, not how the object is stored
+    (upstream-facts: Kubernetes); the CRD's storedVersions is the signal (flux_crds)."""
     obj = objects.helmrelease("old", status=objects.ready_status("old", "apps"))
     obj["metadata"]["managedFields"] = [
         {
@@ -99,7 +108,36 @@ def test_helmrelease_written_through_old_version_is_reported() -> None:
     ]
     src = source_of(helmrelease, [obj])
     findings = helmrelease.judge(src.tracked["old"], NOW, src, helmrelease.HelmReleaseSettings())
-    assert [f.problem for f in findings] == [ReleaseProblem.OLD_API_VERSION]
+    assert findings == []
+
+
+def crd(stored: list[str], storage: str = "v2", group: str = flux.GROUP) -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"helmreleases.{group}", "uid": "crd-uid"},
+        "spec": {
+            "group": group,
+            "names": {"kind": "HelmRelease", "plural": "helmreleases"},
+            "versions": [{"name": v, "storage": v == storage} for v in flux.VERSIONS],
+        },
+        "status": {"storedVersions": stored},
+    }
+
+
+def test_flux_crd_with_stored_versions_besides_the_storage_version_is_reported() -> None:
+    groups = frozenset({flux.GROUP})
+    view = flux_crds.project(crd(["v2beta1", "v2"]), groups)
+    assert view is not None
+    item = Tracked(object_ref(crd(["v2beta1", "v2"])), view, NOW)
+    (finding,) = flux_crds.judge(item, NOW, None)  # type: ignore[arg-type]
+    assert finding.problem is ReleaseProblem.OLD_API_VERSION
+    assert finding.evidence.fields["staleVersions"] == "v2beta1"
+    assert finding.evidence.fields["storageVersion"] == "v2"
+    trimmed = flux_crds.project(crd(["v2"]), groups)
+    assert trimmed is not None
+    assert flux_crds.judge(Tracked(item.obj_ref, trimmed, NOW), NOW, None) == []  # type: ignore[arg-type]
+    assert flux_crds.project(crd(["v1", "v2"], group="example.com"), groups) is None
 
 
 def test_pending_release_is_reported_only_after_the_threshold() -> None:
