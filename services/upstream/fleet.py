@@ -4,7 +4,10 @@ The options Secret of a BundleDeployment has its name and namespace, type
 `fleet.cattle.io/bundle-deployment/v1alpha1`, keys `values`/`stagedValues`, and is needed only when
 `spec.valuesHash` is set (bundledeployment_types.go SecretTypeBundleDeploymentOptions;
 internal/helmvalues/hash.go; internal/cmd/controller/target/builder.go). While it is missing the
-controller sets `spec.waitingForValues` (>= v0.15) and the agent skips the deployment.
+controller sets `spec.waitingForValues` (>= v0.15) and the agent skips the deployment; the bundle
+reconciler then does not write the options Secret either (reconciler/bundle_controller.go: "skip
+writing the secret so we don't overwrite it with empty values"), so a Secret that is really gone
+may not come back from a redeploy request, and Medic's verification then escalates.
 `forceSyncGeneration` is read from the Bundle (or its GitRepo / HelmOp) and copied by the
 controller into the BundleDeployment's `spec.options` (controller options/calculate.go);
 the controller owns the BundleDeployment spec, so a redeploy is requested on the owner.

@@ -140,6 +140,15 @@ async def test_flux_21_to_27_upgrade_refused_until_medic_migrates_as_flux_migrat
     assert status == 200, body
     assert crd_status(plane)["storedVersions"] == ["v2beta2", "v2"]  # the API server adds v2
 
+    # Flux 2.8 drops v2beta2: the same migration again, now to v2 (a later, separate problem:
+    # a remediator with fresh state, past the first one's cooldown).
+    again = await detected(admin)
+    assert again.data.evidence.fields["staleVersions"] == "v2beta2"
+    later = await create(bus, admin, RemediatorSettings(actor="test", state_bucket="later"), "test")
+    await handle(later, again)
+    assert {stored_api_version(plane, NS, n) for n in RELEASES} == {flux.api_version("v2")}
+    assert crd_status(plane)["storedVersions"] == ["v2"]
+
 
 async def test_without_rights_on_crd_status_medic_restores_and_escalates_with_the_real_403(
     plane: ControlPlane, bus: Bus
