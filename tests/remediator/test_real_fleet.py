@@ -100,46 +100,54 @@ async def played_fleet(kube: KubeClient, owner: ResourceType, fleet_ns: str, bd:
     handled = 0
     version = ""
     while True:
+        # aclosing: a cancelled controller closes its watch (and the connection) at once
         with contextlib.suppress(KubeError):
-            async for kind, obj in kube.watch(
-                owner, fleet_ns, version, allow_bookmarks=False, timeout_seconds=30
-            ):
-                version = obj["metadata"].get("resourceVersion", version)
-                generation = int((obj.get("spec") or {}).get(fleet.FORCE_SYNC_GENERATION) or 0)
-                if kind != "MODIFIED" or generation <= handled:
-                    continue
-                handled = generation
-                await kube.patch(
-                    BDS,
-                    name,
-                    namespace,
-                    {
-                        "spec": {
-                            "options": {fleet.FORCE_SYNC_GENERATION: generation},
-                            "waitingForValues": None,
+            async with contextlib.aclosing(
+                kube.watch(owner, fleet_ns, version, allow_bookmarks=False, timeout_seconds=30)
+            ) as stream:
+                async for kind, obj in stream:
+                    version = obj["metadata"].get("resourceVersion", version)
+                    generation = int((obj.get("spec") or {}).get(fleet.FORCE_SYNC_GENERATION) or 0)
+                    if kind != "MODIFIED" or generation <= handled:
+                        continue
+                    handled = generation
+                    await kube.patch(
+                        BDS,
+                        name,
+                        namespace,
+                        {
+                            "spec": {
+                                "options": {fleet.FORCE_SYNC_GENERATION: generation},
+                                "waitingForValues": None,
+                            }
+                        },
+                        field_manager="fleetcontroller",
+                    )
+                    secret = objects.values_secret(name, namespace)
+                    secret["metadata"]["ownerReferences"] = [
+                        {
+                            "apiVersion": fleet.API_VERSION,
+                            "kind": fleet.KIND,
+                            "name": name,
+                            "uid": bd["metadata"]["uid"],
+                            "controller": True,
                         }
-                    },
-                    field_manager="fleetcontroller",
-                )
-                secret = objects.values_secret(name, namespace)
-                secret["metadata"]["ownerReferences"] = [
-                    {
-                        "apiVersion": fleet.API_VERSION,
-                        "kind": fleet.KIND,
-                        "name": name,
-                        "uid": bd["metadata"]["uid"],
-                        "controller": True,
-                    }
-                ]
-                await kube.create(SECRETS, secret)
-                await kube.patch(
-                    BDS,
-                    name,
-                    namespace,
-                    {"status": {"ready": True, "syncGeneration": generation, "conditions": None}},
-                    subresource="status",
-                    field_manager="fleet-agent",
-                )
+                    ]
+                    await kube.create(SECRETS, secret)
+                    await kube.patch(
+                        BDS,
+                        name,
+                        namespace,
+                        {
+                            "status": {
+                                "ready": True,
+                                "syncGeneration": generation,
+                                "conditions": None,
+                            }
+                        },
+                        subresource="status",
+                        field_manager="fleet-agent",
+                    )
 
 
 @contextlib.asynccontextmanager

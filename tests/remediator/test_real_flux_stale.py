@@ -53,20 +53,22 @@ def handle_request(obj: dict[str, Any]) -> dict[str, str] | None:
 async def played_helm_controller(kube: KubeClient, namespace: str) -> None:
     version = ""
     while True:
+        # aclosing: a cancelled controller closes its watch (and the connection) at once
         with contextlib.suppress(KubeError):
-            async for kind, obj in kube.watch(
-                HRS, namespace, version, allow_bookmarks=False, timeout_seconds=30
-            ):
-                version = obj["metadata"].get("resourceVersion", version)
-                handled = kind == "MODIFIED" and handle_request(obj)
-                if not handled:
-                    continue
-                name = obj["metadata"]["name"]
-                status = {**objects.ready_status(name, namespace), **handled}
-                await kube.patch(
-                    HRS, name, namespace, {"status": status}, subresource="status",
-                    field_manager="helm-controller",
-                )  # fmt: skip
+            async with contextlib.aclosing(
+                kube.watch(HRS, namespace, version, allow_bookmarks=False, timeout_seconds=30)
+            ) as stream:
+                async for kind, obj in stream:
+                    version = obj["metadata"].get("resourceVersion", version)
+                    handled = kind == "MODIFIED" and handle_request(obj)
+                    if not handled:
+                        continue
+                    name = obj["metadata"]["name"]
+                    status = {**objects.ready_status(name, namespace), **handled}
+                    await kube.patch(
+                        HRS, name, namespace, {"status": status}, subresource="status",
+                        field_manager="helm-controller",
+                    )  # fmt: skip
 
 
 @pytest.fixture

@@ -81,43 +81,45 @@ async def played_druid(
     current = await kube.get(ETCDS, name, namespace)
     version = current["metadata"]["resourceVersion"]
     while True:
+        # aclosing: a cancelled controller closes its watch (and the connection) at once
         with contextlib.suppress(KubeError):
-            async for kind, obj in kube.watch(
-                ETCDS, namespace, version, allow_bookmarks=False, timeout_seconds=30
-            ):
-                version = obj["metadata"].get("resourceVersion", version)
-                if kind != "MODIFIED" or obj["metadata"]["name"] != name:
-                    continue
-                present = gardener.operation_annotations(obj)
-                if not present:
-                    removed = True
-                    continue
-                if not removed:
-                    continue
-                removed = False
-                answered.append(present)
-                if not healthy:
-                    status = {"lastOperation": {**obj["status"]["lastOperation"]}}
-                    status["lastOperation"].update(
-                        state="Processing",
-                        description="Waiting for etcd-backup-restore to report member status",
-                    )
+            async with contextlib.aclosing(
+                kube.watch(ETCDS, namespace, version, allow_bookmarks=False, timeout_seconds=30)
+            ) as stream:
+                async for kind, obj in stream:
+                    version = obj["metadata"].get("resourceVersion", version)
+                    if kind != "MODIFIED" or obj["metadata"]["name"] != name:
+                        continue
+                    present = gardener.operation_annotations(obj)
+                    if not present:
+                        removed = True
+                        continue
+                    if not removed:
+                        continue
+                    removed = False
+                    answered.append(present)
+                    if not healthy:
+                        status = {"lastOperation": {**obj["status"]["lastOperation"]}}
+                        status["lastOperation"].update(
+                            state="Processing",
+                            description="Waiting for etcd-backup-restore to report member status",
+                        )
+                        await kube.patch(
+                            ETCDS, name, namespace, {"status": status}, subresource="status"
+                        )
+                        continue
+                    generation = obj["metadata"]["generation"]
                     await kube.patch(
-                        ETCDS, name, namespace, {"status": status}, subresource="status"
+                        ETCDS, name, namespace, {"status": {"observedGeneration": generation}},
+                        subresource="status",
+                    )  # fmt: skip
+                    await kube.patch(
+                        ETCDS,
+                        name,
+                        namespace,
+                        {"metadata": {"annotations": dict.fromkeys(gardener.OPERATION_KEYS)}},
+                        field_manager="etcd-druid",
                     )
-                    continue
-                generation = obj["metadata"]["generation"]
-                await kube.patch(
-                    ETCDS, name, namespace, {"status": {"observedGeneration": generation}},
-                    subresource="status",
-                )  # fmt: skip
-                await kube.patch(
-                    ETCDS,
-                    name,
-                    namespace,
-                    {"metadata": {"annotations": dict.fromkeys(gardener.OPERATION_KEYS)}},
-                    field_manager="etcd-druid",
-                )
 
 
 @contextlib.asynccontextmanager
