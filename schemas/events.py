@@ -21,7 +21,7 @@ class ReleaseProblem(StrEnum):
     STALE_STATUS = (
         "stale_status"  # old message format, observedGeneration behind, phantom dependency
     )
-    OLD_API_VERSION = "old_api_version"  # stored at a version behind the target
+    OLD_API_VERSION = "old_api_version"  # CRD: storedVersions has more than the storage version
     PENDING = "pending"  # Helm storage: newest revision pending-* longer than a threshold
     DECODE_ERROR = "decode_error"  # Helm storage: record cannot be decoded
     VALUES_MISSING = "values_missing"  # Fleet: BundleDeployment values Secret absent

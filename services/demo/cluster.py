@@ -14,7 +14,7 @@ from typing import Any
 
 from medic.sandbox import SandboxStore
 from medic.testing import objects
-from medic.upstream import flux, gardener
+from medic.upstream import fleet, flux, gardener
 
 Obj = dict[str, Any]
 
@@ -71,33 +71,61 @@ class HelmController:
 
 @dataclass
 class FleetAgent:
-    """The Fleet agent: a moved `forceSyncGeneration` redeploys: values Secret back, Ready."""
+    """Fleet's controller and agent: a moved `forceSyncGeneration` on a Bundle is copied into its
+    BundleDeployments' `spec.options` (as the controller does, fleet options/calculate.go); the
+    agent then redeploys (`healthy`): options Secret back, waitingForValues cleared, Ready, and
+    `status.syncGeneration` recorded (fleet agent monitor/updatestatus.go)."""
 
     healthy: bool = True
     handled: list[tuple[str, str, int]] = field(default_factory=list)
 
     def install(self, store: SandboxStore) -> None:
-        store.on_write("BundleDeployment", self.on_write)
+        store.on_write("Bundle", self.on_write)
 
     def on_write(self, store: SandboxStore, change: str, obj: Obj) -> None:
         name, namespace = _meta(obj)
-        options = (obj.get("spec") or {}).get("options") or {}
-        generation = int(options.get("forceSyncGeneration") or 0)
+        generation = int((obj.get("spec") or {}).get("forceSyncGeneration") or 0)
         seen = [g for n, ns, g in self.handled if (ns, n) == (namespace, name)]
         if change != "MODIFIED" or generation == 0 or generation in seen:
             return
         self.handled.append((name, namespace, generation))
-        if self.healthy:
-            self.redeploy(store, name, namespace)
+        for bd in store.list(fleet.API_VERSION, fleet.KIND):
+            labels = bd["metadata"].get("labels") or {}
+            if (labels.get(fleet.BUNDLE_LABEL), labels.get(fleet.BUNDLE_NAMESPACE_LABEL)) != (
+                name,
+                namespace,
+            ):
+                continue
+            bd_name, bd_namespace = _meta(bd)
+            store.patch_merge(
+                fleet.API_VERSION,
+                fleet.KIND,
+                bd_name,
+                bd_namespace,
+                {"spec": {"options": {"forceSyncGeneration": generation}}},
+                manager="fleetcontroller",
+            )
+            if self.healthy:
+                self.redeploy(store, bd_name, bd_namespace, generation)
 
     @staticmethod
-    def redeploy(store: SandboxStore, name: str, namespace: str) -> None:
-        """What the agent's next reconcile does: the values Secret again, and Ready."""
-        store.put(objects.values_secret(name, namespace), manager="fleet-agent")
-        ready = objects.bundledeployment(name, namespace)["status"]
+    def redeploy(store: SandboxStore, name: str, namespace: str, generation: int = 0) -> None:
+        """What the controller and agent do next: the options Secret again, and Ready."""
+        store.put(objects.values_secret(name, namespace), manager="fleetcontroller")
         store.patch_merge(
-            "fleet.cattle.io/v1alpha1",
-            "BundleDeployment",
+            fleet.API_VERSION,
+            fleet.KIND,
+            name,
+            namespace,
+            {"spec": {"waitingForValues": None}},
+            manager="fleetcontroller",
+        )
+        ready = objects.bundledeployment(name, namespace)["status"]
+        if generation:
+            ready["syncGeneration"] = generation
+        store.patch_merge(
+            fleet.API_VERSION,
+            fleet.KIND,
             name,
             namespace,
             {"status": {**ready, "conditions": None, "display": None}},
@@ -108,7 +136,11 @@ class FleetAgent:
 
 @dataclass
 class EtcdDruid:
-    """etcd-druid: an operation annotation re-applied after a removal is handled, then removed."""
+    """etcd-druid: an operation annotation re-applied after a removal is handled; at the end of
+    the reconcile druid sets observedGeneration and removes BOTH operation keys
+    (etcd-druid internal/controller/etcd/reconcile_complete.go). Unhealthy: the reconcile never
+    completes (backup-restore does not report, as in the S5 incident): lastOperation stays
+    Processing and the annotation stays."""
 
     healthy: bool = True
     removed: set[tuple[str, str]] = field(default_factory=set)
@@ -119,7 +151,7 @@ class EtcdDruid:
 
     def on_write(self, store: SandboxStore, change: str, obj: Obj) -> None:
         key = _meta(obj)
-        present = gardener.OPERATION in _annotations(obj)
+        present = gardener.operation_annotations(obj)
         if change != "MODIFIED":
             return
         if not present:
@@ -129,14 +161,34 @@ class EtcdDruid:
             return  # the annotation that was stuck all along: druid never answers it
         self.removed.discard(key)
         self.handled.append(key)
-        if self.healthy:
-            name, namespace = key
-            key_path = gardener.OPERATION
+        name, namespace = key
+        if not self.healthy:
             store.patch_merge(
                 gardener.API_VERSION,
                 gardener.KIND,
                 name,
                 namespace,
-                {"metadata": {"annotations": {key_path: None}}},
+                {"status": {"lastOperation": unfinished_reconcile()}},
+                status=True,
                 manager="etcd-druid",
             )
+            return
+        store.patch_merge(
+            gardener.API_VERSION,
+            gardener.KIND,
+            name,
+            namespace,
+            {"metadata": {"annotations": dict.fromkeys(gardener.OPERATION_KEYS)}},
+            manager="etcd-druid",
+        )
+
+
+def unfinished_reconcile() -> Obj:
+    """The lastOperation of a reconcile druid started and never finished (etcd.go LastOperation)."""
+    return {
+        "type": "Reconcile",
+        "state": "Processing",
+        "description": "Waiting for etcd-backup-restore to report the member status",
+        "runID": "6a0b1f0e-0000-4000-8000-000000000002",
+        "lastUpdateTime": objects.timestamp(),
+    }

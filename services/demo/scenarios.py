@@ -60,15 +60,24 @@ class Scenario:
     # The expected outcomes are the plans' own verdicts (a diagnosis, a refusal): nothing is
     # written live either, so dry-run, which stops after `plan`, reaches the same outcomes.
     settled_by_plan: bool = False
+    # (group, kind, older, current): stage the objects while `older` was the storage version, as
+    # an older Flux stored them, then make `current` the storage version (the upgrade)
+    stored_by_older: tuple[str, str, str, str] | None = None
 
     staged: dict[tuple[str, str, str], str] = field(default_factory=dict, compare=False)
 
     def stage(self, store: SandboxStore) -> None:
+        if self.stored_by_older is not None:
+            group, kind, older, _ = self.stored_by_older
+            store.set_storage_version(group, kind, older)
         for obj in self.objects:
             stored = store.put(obj, manager=_manager(obj))
             meta = stored["metadata"]
             key = (obj["kind"], meta.get("namespace", ""), meta["name"])
             self.staged[key] = meta["resourceVersion"]
+        if self.stored_by_older is not None:
+            group, kind, _, current = self.stored_by_older
+            store.set_storage_version(group, kind, current)
 
     def untouched(self, store: SandboxStore) -> str | None:
         """None when every staged object still has the resourceVersion it was staged with."""
@@ -133,14 +142,49 @@ def s1(namespace: str = "apps", name: str = "podinfo") -> Scenario:
 
 
 # --------------------------------------------------------------------------- S2
-def s2(namespace: str = "apps", name: str = "frontend", dependency: str = "backend") -> Scenario:
+CRD_API_VERSION = "apiextensions.k8s.io/v1"
+
+
+def s2_migrate(namespace: str = "apps", names: tuple[str, ...] = ("cart", "search")) -> Scenario:
+    """Flux 2.1 -> 2.2: HelmReleases stored at v2beta1, so the CRD's status.storedVersions lists
+    v2beta1 besides the storage version and the next Flux's CRD would be refused. Medic does
+    what `flux migrate` does: `{}` on every object, then storedVersions trimmed."""
+
     def verify(store: SandboxStore) -> str | None:
-        stored = store.stored_version(flux.GROUP, flux.KIND, name, namespace)
-        if stored != flux.STORAGE_VERSION:
-            return f"still stored at {stored}"
+        for name in names:
+            stored = store.stored_version(flux.GROUP, flux.KIND, name, namespace)
+            if stored != flux.STORAGE_VERSION:
+                return f"{name} still stored at {stored}"
+        (crd,) = [c for c in store.crds() if c["metadata"]["name"] == flux.CRD_NAME]
+        versions = crd["status"]["storedVersions"]
+        return None if versions == [flux.STORAGE_VERSION] else f"storedVersions is {versions}"
+
+    return Scenario(
+        key="S2-migrate",
+        title="HelmReleases stored at v2beta1 after a Flux upgrade: re-store and trim "
+        "storedVersions as `flux migrate` does",
+        target=Target(CRD_API_VERSION, "CustomResourceDefinition", "", flux.CRD_NAME),
+        objects=tuple(
+            objects.helmrelease(
+                name, namespace, version="v2beta1", status=objects.ready_status(name, namespace)
+            )
+            for name in names
+        ),
+        expect=((S2_MIGRATE, Outcome.SUCCEEDED),),
+        verify=verify,
+        stored_by_older=(flux.GROUP, flux.KIND, "v2beta1", flux.STORAGE_VERSION),
+    )
+
+
+def s2(namespace: str = "apps", name: str = "frontend", dependency: str = "backend") -> Scenario:
+    """After the upgrade: DependencyNotReady and an old-format message although the dependency is
+    Ready; `flux reconcile hr --force` (requestedAt = forceAt) repairs it."""
+
+    def verify(store: SandboxStore) -> str | None:
         obj = store.get(HR_V2, flux.KIND, name, namespace)
         status = (obj or {}).get("status") or {}
-        if not _ready(obj) or status.get("lastHandledForceAt") is None:
+        token = ((obj or {}).get("metadata") or {}).get("annotations", {}).get(flux.FORCE_AT)
+        if not _ready(obj) or token is None or status.get("lastHandledForceAt") != token:
             return "no forced reconcile made it Ready"
         return None
 
@@ -148,18 +192,14 @@ def s2(namespace: str = "apps", name: str = "frontend", dependency: str = "backe
         dependency, namespace, status=objects.ready_status(dependency, namespace)
     )
     stale = objects.helmrelease(
-        name,
-        namespace,
-        version="v2beta1",
-        depends_on=[dependency],
-        status=objects.stale_status(dependency),
+        name, namespace, depends_on=[dependency], status=objects.stale_status(dependency)
     )
     return Scenario(
         key="S2",
-        title="HelmRelease left at v2beta1 after a Flux upgrade, stale DependencyNotReady",
+        title="Stale DependencyNotReady after a Flux upgrade: reconcile with --force",
         target=Target(HR_V2, flux.KIND, namespace, name),
         objects=(ready_dep, stale),
-        expect=((S2_MIGRATE, Outcome.SUCCEEDED), (S2_FORCE, Outcome.SUCCEEDED)),
+        expect=((S2_FORCE, Outcome.SUCCEEDED),),
         verify=verify,
     )
 
@@ -298,28 +338,44 @@ def s3(namespace: str = "shop", release: str = "checkout", *, rbac_fixed: bool =
 
 
 # --------------------------------------------------------------------------- S4
+FLEET_NS = "fleet-default"
+
+
 def s4(
     namespace: str = "cluster-fleet-default-c-7f2k9", name: str = "cart", *, heals: bool = False
 ) -> Scenario:
+    """The BundleDeployment was re-created; its options Secret is not back yet and the
+    controller (Fleet >= 0.15) marks it `waitingForValues`. The redeploy is requested on the
+    Bundle, whose forceSyncGeneration the controller copies into the BundleDeployment."""
+
     def verify(store: SandboxStore) -> str | None:
-        bundle = store.get(fleet.API_VERSION, fleet.KIND, name, namespace) or {}
-        generation = ((bundle.get("spec") or {}).get("options") or {}).get("forceSyncGeneration")
+        owner = store.get(fleet.API_VERSION, "Bundle", name, FLEET_NS) or {}
+        generation = (owner.get("spec") or {}).get(fleet.FORCE_SYNC_GENERATION)
+        bd = store.get(fleet.API_VERSION, fleet.KIND, name, namespace) or {}
+        copied = ((bd.get("spec") or {}).get("options") or {}).get(fleet.FORCE_SYNC_GENERATION)
         if store.get("v1", "Secret", name, namespace) is None:
-            return "values Secret still missing"
+            return "options Secret still missing"
         if heals:
             return None if not generation else "Medic forced a sync it should have waited out"
-        return None if generation == 1 else f"forceSyncGeneration is {generation}"
+        if generation != 1:
+            return f"Bundle forceSyncGeneration is {generation}"
+        return None if copied == 1 else "the controller did not copy forceSyncGeneration"
 
-    error = f'secrets "{name}" not found'
     return Scenario(
         key="S4-heals" if heals else "S4",
         title=(
-            "Fleet values Secret missing, re-created by the agent within the grace period"
+            "Fleet options Secret missing, re-created by the controller within the grace period"
             if heals
-            else "Fleet values Secret stays missing after re-creation: force a redeploy"
+            else "Fleet options Secret stays missing after re-creation: bump the Bundle's "
+            "forceSyncGeneration"
         ),
         target=Target(fleet.API_VERSION, fleet.KIND, namespace, name),
-        objects=(objects.bundledeployment(name, namespace, error=error),),
+        objects=(
+            objects.bundle(name, FLEET_NS),
+            objects.bundledeployment(
+                name, namespace, bundle_namespace=FLEET_NS, waiting_for_values=True
+            ),
+        ),
         expect=() if heals else ((S4_FORCE, Outcome.SUCCEEDED),),
         quiet=heals,
         verify=verify,
@@ -328,17 +384,21 @@ def s4(
 
 
 # --------------------------------------------------------------------------- S5
-def s5(namespace: str = "shoot--dev--demo", name: str = "etcd-main") -> Scenario:
+def s5(
+    namespace: str = "shoot--dev--demo",
+    name: str = "etcd-main",
+    key: str = gardener.GARDENER_OPERATION,
+) -> Scenario:
     def verify(store: SandboxStore) -> str | None:
         obj = store.get(gardener.API_VERSION, gardener.KIND, name, namespace) or {}
-        annotations = (obj.get("metadata") or {}).get("annotations") or {}
-        return "operation annotation still there" if gardener.OPERATION in annotations else None
+        left = gardener.operation_annotations(obj)
+        return f"operation annotation still there: {', '.join(left)}" if left else None
 
     return Scenario(
         key="S5",
         title="Gardener Etcd operation annotation never cleared: remove and re-apply",
         target=Target(gardener.API_VERSION, gardener.KIND, namespace, name),
-        objects=(objects.gardener_etcd(name, namespace),),
+        objects=(objects.gardener_etcd(name, namespace, key=key),),
         expect=((S5_REAPPLY, Outcome.SUCCEEDED),),
         verify=verify,
     )
@@ -351,7 +411,8 @@ def healthy(namespace: str = "healthy") -> Scenario:
         objects.helmrelease("web", namespace, status=objects.ready_status("web", namespace)),
         helm_objects.release_secret("web", namespace, modified_ago=900),
         objects.values_secret("web", namespace),  # before its BundleDeployment, as Fleet does
-        objects.bundledeployment("web", namespace),
+        objects.bundle("web", namespace),
+        objects.bundledeployment("web", namespace, bundle_namespace=namespace),
         objects.gardener_etcd("etcd-web", namespace, operation=False),
     )
 
@@ -369,6 +430,7 @@ def all_scenarios() -> list[Scenario]:
     """What `medic demo` plays: the five scenarios, S4's self-healing twin, healthy objects."""
     return [
         s1(),
+        s2_migrate(),
         s2(),
         s2_drift(),
         s3(),

@@ -168,9 +168,10 @@ def service_settings(
     log_level: str = "info",
 ) -> dict[str, Any]:
     """The `MEDIC_CONFIG` document: shared settings at the root, one section per service."""
-    sources = ["helmrelease", "helm_storage", "fleet", "gardener_etcd", "kube_events"]
+    sources = ["helmrelease", "flux_crds", "helm_storage", "fleet", "gardener_etcd", "kube_events"]
     source_config: dict[str, dict[str, Any]] = {
         "helmrelease": {"tick": timings.tick},
+        "flux_crds": {"tick": timings.tick},
         "helm_storage": {"tick": timings.tick, "pending_after": timings.pending_after},
         "fleet": {"tick": timings.tick},
         "gardener_etcd": {"tick": timings.tick, "operation_after": timings.operation_after},

@@ -26,6 +26,7 @@ from medic.remediator.actions.base import (
     Action,
     ActionContext,
     ActionRegistry,
+    AppliesItself,
     Plan,
     resource_type,
 )
@@ -136,6 +137,8 @@ class Runner:
                 log.info("write_conflict_rejudging", rule=decision.name, event_id=event.id)
                 continue
             await self._audit(decision, event, target, plan, "written", after=after)
+            if plan.escalation:  # part of the work was refused: people must finish it
+                return RunOutcome(Outcome.ESCALATED, plan.escalation, plan)
             verified = await self._verify(
                 functools.partial(self._check, action, plan, decision.rule),
                 spec.verify.timeout,
@@ -163,6 +166,9 @@ class Runner:
             plan.extra["backup_id"] = await self.context.backups.save(
                 plan.backup, plan.rt, decision.name
             )
+        action = self.actions.get(decision.rule.rule.spec.action.name)
+        if isinstance(action, AppliesItself):
+            return await action.apply(self.context, plan)
         if plan.extra.get("delete"):
             return await kube.delete(plan.rt, plan.name, plan.namespace, plan.resource_version)
         if plan.replace is not None:

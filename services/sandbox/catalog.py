@@ -100,6 +100,7 @@ CATALOG: tuple[ResourceType, ...] = (
         namespaced=False,
         short_names=("crd", "crds"),
         verbs=("get", "list", "watch"),
+        status_subresource=True,  # status.storedVersions may be trimmed (S2)
     ),
     ResourceType(
         "helm.toolkit.fluxcd.io",
@@ -122,6 +123,19 @@ CATALOG: tuple[ResourceType, ...] = (
         namespaced=True,
         status_subresource=True,
         crd=True,
+    ),
+    # The Fleet objects that own a BundleDeployment's forceSyncGeneration (S4).
+    *(
+        ResourceType(
+            "fleet.cattle.io",
+            ("v1alpha1",),
+            kind,
+            plural,
+            namespaced=True,
+            status_subresource=True,
+            crd=True,
+        )
+        for kind, plural in (("Bundle", "bundles"), ("GitRepo", "gitrepos"), ("HelmOp", "helmops"))
     ),
     ResourceType(
         "druid.gardener.cloud",
@@ -219,13 +233,24 @@ def not_found(rt: ResourceType, name: str) -> ApiError:
     )
 
 
-def crd_object(rt: ResourceType, stored_versions: list[str]) -> dict[str, Any]:
+def crd_object(
+    rt: ResourceType,
+    stored_versions: list[str],
+    storage_version: str = "",
+    resource_version: int = 1,
+) -> dict[str, Any]:
     """A CustomResourceDefinition describing one catalogue entry (schema: preserve unknown)."""
+    storage = storage_version or rt.storage_version
     schema = {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": True}}
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": rt.crd_name, "resourceVersion": "1", "generation": 1},
+        "metadata": {
+            "name": rt.crd_name,
+            "uid": f"crd-{rt.crd_name}",
+            "resourceVersion": str(resource_version),
+            "generation": 1,
+        },
         "spec": {
             "group": rt.group,
             "names": {
@@ -240,7 +265,7 @@ def crd_object(rt: ResourceType, stored_versions: list[str]) -> dict[str, Any]:
                 {
                     "name": v,
                     "served": True,
-                    "storage": v == rt.storage_version,
+                    "storage": v == storage,
                     "schema": schema,
                     "subresources": {"status": {}} if rt.status_subresource else {},
                     "additionalPrinterColumns": [

@@ -23,6 +23,7 @@ from medic.sandbox.memstore import (
     object_matcher,
 )
 from medic.sandbox.protobuf import ProtobufError
+from medic.sandbox.patches import apply_patch
 
 GIT_VERSION = "v1.31.0"
 STORE_KEY: web.AppKey[SandboxStore] = web.AppKey("store", SandboxStore)
@@ -230,7 +231,8 @@ async def handle_resource(request: web.Request) -> web.StreamResponse:
             body = await _read_body(request)
             record.body = body
         if verb not in target.rt.verbs and not (
-            target.rt.kind == "CustomResourceDefinition" and verb in ("get", "list", "watch")
+            target.rt.kind == "CustomResourceDefinition"
+            and (verb in ("get", "list", "watch") or target.subresource == "status")
         ):
             raise ApiError(
                 405, "MethodNotAllowed", f"{verb} is not supported on {target.rt.plural}"
@@ -297,6 +299,19 @@ def _authorize(request: web.Request, store: SandboxStore, t: Target, verb: str) 
         raise ApiError(403, "Forbidden", access.forbidden_message(user, attrs), details)
 
 
+def _write_crd_status(store: SandboxStore, name: str, content_type: str, body: Any) -> Any:
+    """PUT or merge/JSON PATCH of a CRD's status: only storedVersions is kept (S2's trim)."""
+    current = next((c for c in store.crds() if c["metadata"]["name"] == name), None)
+    if current is None:
+        raise not_found(BY_PLURAL[("apiextensions.k8s.io", "customresourcedefinitions")], name)
+    new = body if content_type == "application/json" else apply_patch(content_type, current, body)
+    if not isinstance(new, dict):
+        raise ApiError(400, "BadRequest", "the request body must be an object")
+    given = str((new.get("metadata") or {}).get("resourceVersion") or "")
+    versions = (new.get("status") or {}).get("storedVersions")
+    return store.set_stored_versions(name, versions, given)
+
+
 def _dispatch(
     request: web.Request, store: SandboxStore, t: Target, verb: str, body: Any
 ) -> web.Response:
@@ -304,6 +319,8 @@ def _dispatch(
     dry_run = request.query.get("dryRun") == "All"
     manager = _manager(request)
     if rt.kind == "CustomResourceDefinition":
+        if t.subresource == "status" and t.name is not None and verb in ("patch", "update"):
+            return _json(_write_crd_status(store, t.name, request.content_type, body))
         crds = store.crds()
         if t.name is None:
             return _json(

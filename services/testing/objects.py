@@ -138,57 +138,128 @@ def stale_status(dependency: str) -> dict[str, Any]:
     }
 
 
-def bundledeployment(name: str, namespace: str, *, error: str | None = None) -> dict[str, Any]:
-    """S4: a Fleet BundleDeployment; with `error`, the agent reports it in Ready=False."""
+def bundledeployment(
+    name: str,
+    namespace: str,
+    *,
+    error: str | None = None,
+    bundle_namespace: str = "fleet-default",
+    waiting_for_values: bool = False,
+    force_sync_generation: int = 0,
+) -> dict[str, Any]:
+    """S4: a Fleet BundleDeployment as the controller writes it: named after its Bundle, in the
+    cluster's namespace, labelled with the Bundle's name and namespace, its values in the
+    options Secret (`valuesHash`); with `error`, the agent reports it in Ready=False."""
     status: dict[str, Any] = {"ready": error is None, "nonModified": True}
     if error is not None:
         status["conditions"] = [condition(fleet.READY, "False", "Error", error)]
         status["display"] = {"state": "ErrApplied", "message": error}
+    spec: dict[str, Any] = {
+        "deploymentID": f"s-{name}:0123456789abcdef",
+        "valuesHash": "0" * 64,
+        "options": {"helm": {"releaseName": name}},
+    }
+    if force_sync_generation:
+        spec["options"]["forceSyncGeneration"] = force_sync_generation
+    if waiting_for_values:
+        spec["waitingForValues"] = True
     return {
         "apiVersion": fleet.API_VERSION,
         "kind": fleet.KIND,
         "metadata": {
             "name": name,
             "namespace": namespace,
-            "labels": {"fleet.cattle.io/bundle-name": name},
+            "labels": {fleet.BUNDLE_LABEL: name, fleet.BUNDLE_NAMESPACE_LABEL: bundle_namespace},
         },
-        "spec": {
-            "deploymentID": f"s-{name}:0123456789abcdef",
-            "valuesHash": "0" * 64,
-            "options": {"helm": {"releaseName": name}, "forceSyncGeneration": 0},
-        },
+        "spec": spec,
         "status": status,
     }
 
 
+def bundle(name: str, namespace: str = "fleet-default") -> dict[str, Any]:
+    """S4: the Fleet Bundle a BundleDeployment is generated from (its forceSyncGeneration)."""
+    return {
+        "apiVersion": fleet.API_VERSION,
+        "kind": "Bundle",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "helm": {"releaseName": name},
+            "resources": [{"name": "cm.yaml", "content": "kind: ConfigMap\n"}],
+            "targets": [{"clusterGroup": "default"}],
+        },
+    }
+
+
 def values_secret(name: str, namespace: str) -> dict[str, Any]:
+    """S4: the BundleDeployment's options Secret, as the Fleet controller creates it."""
     return {
         "apiVersion": "v1",
         "kind": "Secret",
         "metadata": {"name": name, "namespace": namespace},
-        "type": fleet.VALUES_SECRET_TYPE,
-        "data": {"values.yaml": "cmVwbGljYUNvdW50OiAyCg=="},
+        "type": fleet.OPTIONS_SECRET_TYPE,
+        "data": {
+            fleet.VALUES_KEY: "eyJyZXBsaWNhQ291bnQiOjJ9",  # {"replicaCount":2}
+            fleet.STAGED_VALUES_KEY: "eyJyZXBsaWNhQ291bnQiOjJ9",
+        },
     }
 
 
-def gardener_etcd(name: str, namespace: str, *, operation: bool = True) -> dict[str, Any]:
-    """S5: an Etcd reconciled and ready, still carrying the operation annotation."""
-    annotations = {gardener.OPERATION: gardener.OPERATION_RECONCILE} if operation else {}
+def druid_condition(kind: str, status: str, reason: str, message: str) -> dict[str, Any]:
+    """A condition as etcd-druid writes it (its CRD requires lastUpdateTime as well)."""
+    now = timestamp()
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": message,
+        "lastTransitionTime": now,
+        "lastUpdateTime": now,
+    }
+
+
+def gardener_etcd(
+    name: str,
+    namespace: str,
+    *,
+    operation: bool = True,
+    key: str = gardener.GARDENER_OPERATION,
+) -> dict[str, Any]:
+    """S5: an Etcd druid has reconciled (done by Gardener's check), still carrying the operation
+    annotation under `key`; fields as the real Etcd CRD (etcd-druid v0.31) requires them."""
+    annotations = {key: gardener.OPERATION_RECONCILE} if operation else {}
     return {
         "apiVersion": gardener.API_VERSION,
         "kind": gardener.KIND,
         "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
-        "spec": {"replicas": 3, "etcd": {"quota": "8Gi"}, "backup": {"store": {"prefix": name}}},
+        "spec": {
+            "replicas": 3,
+            "labels": {"app": "etcd-statefulset", "role": name.removeprefix("etcd-")},
+            "etcd": {"quota": "8Gi"},
+            "backup": {"store": {"prefix": name}},
+        },
         "status": {
             "observedGeneration": 1,
             "ready": True,
             "replicas": 3,
             "readyReplicas": 3,
+            "currentReplicas": 3,
             "conditions": [
-                condition(
-                    "Ready", "True", "QuorumReached", "The majority of ETCD members is ready"
+                druid_condition(
+                    "Ready", "True", "Quorate", "The majority of ETCD members is ready"
                 ),
-                condition("AllMembersReady", "True", "AllMembersReady", "All members are ready"),
+                druid_condition(
+                    "AllMembersReady", "True", "AllMembersReady", "All members are ready"
+                ),
+                druid_condition(
+                    gardener.ALL_MEMBERS_UPDATED, "True", "AllMembersUpdated", "All members updated"
+                ),
             ],
+            "lastOperation": {
+                "type": "Reconcile",
+                "state": "Succeeded",
+                "description": "Reconciliation succeeded",
+                "runID": "6a0b1f0e-0000-4000-8000-000000000001",
+                "lastUpdateTime": timestamp(),
+            },
         },
     }

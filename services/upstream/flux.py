@@ -14,8 +14,9 @@ from typing import Any, Final
 GROUP: Final = "helm.toolkit.fluxcd.io"
 KIND: Final = "HelmRelease"
 PLURAL: Final = "helmreleases"
-# Served versions, newest last
-# (helm-controller config/crd/bases/helm.toolkit.fluxcd.io_helmreleases.yaml).
+# Versions any Flux served, newest last
+# (helm-controller config/crd/bases/helm.toolkit.fluxcd.io_helmreleases.yaml: v2beta1 only up to
+# Flux 2.1, v2beta2 storage in 2.2, v2 storage since 2.3; 2.7 drops v2beta1, 2.8 drops v2beta2).
 VERSIONS: Final = ("v2beta1", "v2beta2", "v2")
 STORAGE_VERSION: Final = "v2"
 # `kubectl get hr` columns, the same for every served version (helm-controller
@@ -31,8 +32,14 @@ PRINTER_COLUMNS: Final = (
 REQUESTED_AT: Final = "reconcile.fluxcd.io/requestedAt"
 FORCE_AT: Final = "reconcile.fluxcd.io/forceAt"
 RESET_AT: Final = "reconcile.fluxcd.io/resetAt"
-# Seen in the Flux 2.1 -> 2.2 incident write-up (scenarios.md S2); not a helm-controller API.
-UPGRADE_TO: Final = "fluxcd.io/upgradeTo"
+# There is no `fluxcd.io/upgradeTo` annotation in flux2, helm-controller or pkg: after a Flux
+# upgrade, objects are re-stored as `flux migrate` does (flux2 cmd/flux/migrate.go, v2.7.0): every
+# object listed at the storage version and patched with an empty merge patch `{}`, then the
+# CRD's `status.storedVersions` set to `[storageVersion]`.
+CRD_NAME: Final = f"{PLURAL}.{GROUP}"
+# The CRDs Medic migrates: (group, plural). `flux migrate` walks every Flux CRD; Medic's built-in
+# RBAC covers the HelmRelease CRD (the one whose versions the table above follows).
+MIGRATED: Final = ((GROUP, PLURAL),)
 
 # Condition types (fluxcd/pkg apis/meta/conditions.go, helm-controller api/v2/condition_types.go).
 READY: Final = "Ready"

@@ -111,6 +111,7 @@ class Informer:
             inactivity_timeout=self.inactivity_timeout,
         )
         stopping = asyncio.create_task(stop.wait())
+        step: asyncio.Future[Any] | None = None
         try:
             iterator = aiter(stream)
             while True:
@@ -134,6 +135,13 @@ class Informer:
             stopping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await stopping
+            if step is not None and not step.done():
+                # Cancelled from outside (a TaskGroup) while the generator was running: it must
+                # stop before it can be closed ("aclose(): asynchronous generator is already
+                # running" otherwise).
+                step.cancel()
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, KubeError):
+                    await step
             await stream.aclose()  # type: ignore[attr-defined]
 
     def _selected(self, obj: dict[str, Any]) -> bool:

@@ -24,6 +24,7 @@ class WatcherSettings(SectionSettings):
     sources: CommaList = Field(
         default_factory=lambda: [
             "helmrelease",
+            "flux_crds",
             "helm_storage",
             "fleet",
             "gardener_etcd",

@@ -53,7 +53,7 @@ def test_medic_demo_plays_every_scenario_to_its_outcome(tmp_path: Path) -> None:
     assert data["ok"] is True
     assert not data["not_run"]
     keys = {s["key"] for s in data["scenarios"]}
-    assert {"S1", "S2", "S2-drift", "S3", "S4", "S4-heals", "S5", "healthy"} <= keys
+    assert {"S1", "S2-migrate", "S2", "S2-drift", "S3", "S4", "S4-heals", "S5", "healthy"} <= keys
     assert all(s["ok"] for s in data["scenarios"])
     assert data["timeline"]
     assert "Traceback" not in done.stderr

@@ -59,7 +59,19 @@ async def test_s1_retry_waits_until_etcd_is_stable_after_its_leader_was_killed(
     assert_clean_exit(rig)
 
 
-async def test_s2_migrates_then_forces_a_reconcile(tmp_path: Path) -> None:
+async def test_s2_migrates_as_flux_migrate_does(tmp_path: Path) -> None:
+    s2 = scenarios.s2_migrate()
+    async with e2e.running(tmp_path, [s2]) as rig:
+        play.stage(rig.stack, [s2], rig.observer)
+        await settle(rig, [s2])
+        await assert_told_people(rig, s2, "succeeded")
+        assert_verdict(rig, s2)
+        actions = [a.data.action for a in await audit_for(rig, s2) if a.data.outcome == "written"]
+        assert actions == ["migrate-api-version"]
+    assert_clean_exit(rig)
+
+
+async def test_s2_stale_status_is_force_reconciled(tmp_path: Path) -> None:
     s2 = scenarios.s2()
     async with e2e.running(tmp_path, [s2]) as rig:
         play.stage(rig.stack, [s2], rig.observer)
@@ -67,7 +79,7 @@ async def test_s2_migrates_then_forces_a_reconcile(tmp_path: Path) -> None:
         await assert_told_people(rig, s2, "succeeded")
         assert_verdict(rig, s2)
         actions = [a.data.action for a in await audit_for(rig, s2) if a.data.outcome == "written"]
-        assert actions == ["migrate-api-version", "force-reconcile"]
+        assert actions == ["force-reconcile"]
     assert_clean_exit(rig)
 
 
@@ -170,7 +182,9 @@ async def test_s5_escalates_when_druid_never_answers_the_retry(tmp_path: Path) -
         await settle(rig, [stuck])
         await assert_told_people(rig, stuck, "escalated")
         assert_verdict(rig, stuck)
-        assert s5.check(rig.stack.store) == "operation annotation still there"
+        assert s5.check(rig.stack.store) == (
+            "operation annotation still there: gardener.cloud/operation"
+        )
     assert_clean_exit(rig)
 
 

@@ -1,5 +1,6 @@
-"""S4 against the sandbox and a real nats-server: Fleet force sync after the grace period, and
-nothing at all when the values Secret comes back within it."""
+"""S4 against the sandbox and a real nats-server: Fleet force sync after the grace period (on the
+owning Bundle, never the BundleDeployment), and nothing at all when the options Secret comes back
+within it."""
 
 from __future__ import annotations
 
@@ -87,28 +88,42 @@ async def remediator(bus: Bus, client: KubeClient) -> RemediatorService:
     return await create(bus, client, RemediatorSettings(actor="test"), "test")
 
 
+BUNDLES = "fleet-default"
+
+
 def generation(sandbox: KubeSandbox, name: str) -> int:
-    bd = sandbox.store.get(fleet.API_VERSION, fleet.KIND, name, NS) or {}
-    return int(bd["spec"]["options"]["forceSyncGeneration"])
+    bundle = sandbox.store.get(fleet.API_VERSION, "Bundle", name, BUNDLES) or {}
+    return int(bundle["spec"].get("forceSyncGeneration") or 0)
+
+
+def stage(sandbox: KubeSandbox, name: str) -> None:
+    sandbox.store.put(objects.bundle(name, BUNDLES))
+    sandbox.store.put(
+        objects.bundledeployment(
+            name, NS, error=f'secrets "{name}" not found', bundle_namespace=BUNDLES
+        )
+    )
 
 
 async def test_s4_force_sync_after_grace_and_verified(
     bus: Bus, kube: tuple[KubeSandbox, KubeClient]
 ) -> None:
     sandbox, client = kube
-    sandbox.store.put(objects.bundledeployment("web", NS, error='secrets "web" not found'))
+    stage(sandbox, "web")
+    bd_before = sandbox.store.get(fleet.API_VERSION, fleet.KIND, "web", NS) or {}
 
-    def agent(store: Any, change: str, obj: dict[str, Any]) -> None:
-        options = obj["spec"]["options"]
-        synced = change == "MODIFIED" and options.get("forceSyncGeneration")
+    def controller(store: Any, change: str, obj: dict[str, Any]) -> None:
+        synced = change == "MODIFIED" and obj["spec"].get("forceSyncGeneration")
         if synced and store.get("v1", "Secret", "web", NS) is None:
             store.put(objects.values_secret("web", NS))
 
-    sandbox.store.on_write(fleet.KIND, agent)
+    sandbox.store.on_write("Bundle", controller)
     service = await remediator(bus, client)
     event = values_missing("web", datetime.now(UTC) - timedelta(minutes=5), ProblemState.FIRING)
     await service.handle(event, delivery(event))
     assert generation(sandbox, "web") == 1
+    bd_after = sandbox.store.get(fleet.API_VERSION, fleet.KIND, "web", NS) or {}
+    assert bd_after["metadata"]["resourceVersion"] == bd_before["metadata"]["resourceVersion"]
     found = await results(bus)
     assert [r.data.outcome for r in found] == [Outcome.SUCCEEDED]
 
@@ -117,7 +132,7 @@ async def test_s4_secret_back_within_grace_means_no_action_and_no_notification(
     bus: Bus, kube: tuple[KubeSandbox, KubeClient]
 ) -> None:
     sandbox, client = kube
-    sandbox.store.put(objects.bundledeployment("api", NS, error='secrets "api" not found'))
+    stage(sandbox, "api")
     service = await remediator(bus, client)
     firing = values_missing("api", datetime.now(UTC), ProblemState.FIRING)
     with pytest.raises(Exception, match="wait"):

@@ -76,8 +76,11 @@ async def test_s2_stale_helmrelease_is_force_reconciled_and_verified(
     def helm_controller(store: Any, change: str, obj: dict[str, Any]) -> None:
         token = (obj["metadata"].get("annotations") or {}).get(flux.REQUESTED_AT)
         status = obj.get("status") or {}
+        annotations = obj["metadata"].get("annotations") or {}
         if change == "MODIFIED" and token and status.get("lastHandledReconcileAt") != token:
             ready = {**objects.ready_status("frontend", "apps"), "lastHandledReconcileAt": token}
+            if annotations.get(flux.FORCE_AT) == token:  # fluxcd/pkg HandleAnnotationRequest
+                ready["lastHandledForceAt"] = token
             store.patch_merge(HR, "HelmRelease", "frontend", "apps", {"status": ready}, status=True)
 
     sandbox.store.on_write("HelmRelease", helm_controller)
@@ -111,8 +114,8 @@ async def test_s5_gardener_operation_is_reapplied_and_verified(
 
     def druid(store: Any, change: str, obj: dict[str, Any]) -> None:
         annotations = obj["metadata"].get("annotations") or {}
-        if change == "MODIFIED" and gardener.OPERATION in annotations:
-            writes.append(annotations[gardener.OPERATION])
+        if change == "MODIFIED" and gardener.GARDENER_OPERATION in annotations:
+            writes.append(annotations[gardener.GARDENER_OPERATION])
             store.put({**obj, "metadata": {**obj["metadata"], "annotations": {}}})
 
     sandbox.store.on_write(gardener.KIND, druid)

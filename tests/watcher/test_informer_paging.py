@@ -168,3 +168,36 @@ async def test_list_items_without_kind_are_reported_with_the_resources_kind() ->
 def vars_of(projection: object) -> list[object]:
     slots = getattr(type(projection), "__slots__", ())
     return [getattr(projection, name) for name in slots]
+
+
+async def test_an_informer_cancelled_while_watching_closes_its_watch_cleanly() -> None:
+    """Cancelled from outside (a TaskGroup ending on an error) while waiting for the next watch
+    event: the generator is stopped before it is closed, no RuntimeError ("aclose(): asynchronous
+    generator is already running", seen on the real API server)."""
+    async with KubeSandbox.start() as sandbox:
+        kube = await KubeClient.connect(KubeSettings(kubeconfig=sandbox.kubeconfig_path))
+        synced = asyncio.Event()
+
+        async def on_event(_kind: str, _obj: dict[str, Any]) -> None:
+            return None
+
+        async def on_sync(items: AsyncIterator[dict[str, Any]]) -> None:
+            async for _ in items:
+                pass
+            synced.set()
+
+        try:
+            informer = Informer(kube, HR, on_event, on_sync)
+            task = asyncio.create_task(informer.run(asyncio.Event()))
+            await asyncio.wait_for(synced.wait(), 10)
+
+            async def watching() -> bool:
+                return any(r.verb == "watch" for r in sandbox.store.requests)
+
+            await eventually(watching)
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=10)
+            assert done
+            assert task.cancelled()  # not a RuntimeError from the generator
+        finally:
+            await kube.close()

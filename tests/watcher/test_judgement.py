@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import copy
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -11,9 +13,16 @@ from medic.demo.scenarios import drift_event
 from medic.schemas import MessageClass, ProblemState, ReleaseProblem
 from medic.testing import objects
 from medic.testing.helm import corrupt_release_secret, release_secret
-from medic.upstream import etcd
+from medic.upstream import etcd, flux, gardener
 from medic.watcher.problems import ProblemTracker, object_ref
-from medic.watcher.sources import fleet, gardener_etcd, helm_storage, helmrelease, kube_events
+from medic.watcher.sources import (
+    fleet,
+    flux_crds,
+    gardener_etcd,
+    helm_storage,
+    helmrelease,
+    kube_events,
+)
 from medic.watcher.sources.conditions import classify
 from medic.watcher.sources.kubernetes import ObjectSource, Tracked
 
@@ -87,7 +96,9 @@ def test_phantom_dependency_is_stale_only_when_every_dependency_is_ready() -> No
     assert "dependency-ready" not in stale[0].fingerprint
 
 
-def test_helmrelease_written_through_old_version_is_reported() -> None:
+def test_helmrelease_written_through_an_old_version_is_not_a_migration_problem() -> None:
+    """managedFields' apiVersion is the version a writer used, not how the object is stored
+    (upstream-facts: Kubernetes); the CRD's storedVersions is the signal (flux_crds)."""
     obj = objects.helmrelease("old", status=objects.ready_status("old", "apps"))
     obj["metadata"]["managedFields"] = [
         {
@@ -99,7 +110,36 @@ def test_helmrelease_written_through_old_version_is_reported() -> None:
     ]
     src = source_of(helmrelease, [obj])
     findings = helmrelease.judge(src.tracked["old"], NOW, src, helmrelease.HelmReleaseSettings())
-    assert [f.problem for f in findings] == [ReleaseProblem.OLD_API_VERSION]
+    assert findings == []
+
+
+def crd(stored: list[str], storage: str = "v2", group: str = flux.GROUP) -> dict[str, Any]:
+    return {
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": f"helmreleases.{group}", "uid": "crd-uid"},
+        "spec": {
+            "group": group,
+            "names": {"kind": "HelmRelease", "plural": "helmreleases"},
+            "versions": [{"name": v, "storage": v == storage} for v in flux.VERSIONS],
+        },
+        "status": {"storedVersions": stored},
+    }
+
+
+def test_flux_crd_with_stored_versions_besides_the_storage_version_is_reported() -> None:
+    groups = frozenset({flux.GROUP})
+    view = flux_crds.project(crd(["v2beta1", "v2"]), groups)
+    assert view is not None
+    item = Tracked(object_ref(crd(["v2beta1", "v2"])), view, NOW)
+    (finding,) = flux_crds.judge(item, NOW, None)  # type: ignore[arg-type]
+    assert finding.problem is ReleaseProblem.OLD_API_VERSION
+    assert finding.evidence.fields["staleVersions"] == "v2beta1"
+    assert finding.evidence.fields["storageVersion"] == "v2"
+    trimmed = flux_crds.project(crd(["v2"]), groups)
+    assert trimmed is not None
+    assert flux_crds.judge(Tracked(item.obj_ref, trimmed, NOW), NOW, None) == []  # type: ignore[arg-type]
+    assert flux_crds.project(crd(["v1", "v2"], group="example.com"), groups) is None
 
 
 def test_pending_release_is_reported_only_after_the_threshold() -> None:
@@ -131,6 +171,8 @@ def test_corrupt_release_secret_is_a_decode_error_finding() -> None:
 
 
 def test_gardener_operation_stuck_after_threshold_only_when_done() -> None:
+    """ "Done" is Gardener's CheckEtcdObject (no lastErrors, observedGeneration == generation,
+    AllMembersUpdated True when replicas > 0, ready), not readyReplicas == replicas."""
     obj = objects.gardener_etcd("etcd-main", "shoot--a")
     obj["metadata"]["generation"] = 1
     obj["metadata"]["managedFields"] = [{"time": "2026-11-23T11:00:00Z", "apiVersion": "x"}]
@@ -138,9 +180,38 @@ def test_gardener_operation_stuck_after_threshold_only_when_done() -> None:
     settings = gardener_etcd.GardenerEtcdSettings(operation_after=300)
     findings = gardener_etcd.judge(src.tracked["etcd-main"], NOW, src, settings)
     assert [f.problem for f in findings] == [ReleaseProblem.OPERATION_STUCK]
-    obj["status"]["readyReplicas"] = 2
+    assert findings[0].evidence.fields["lastOperation"] == (
+        "Reconcile Succeeded: Reconciliation succeeded"
+    )
+    not_done: list[Callable[[dict[str, Any]], None]] = [
+        lambda o: o["status"]["conditions"][2].update(status="False"),  # AllMembersUpdated
+        lambda o: o["status"].update(observedGeneration=0),
+        lambda o: o["status"].update(ready=False),
+        lambda o: o["status"].update(
+            lastErrors=[{"code": "ERR", "description": "boom", "observedAt": "x"}]
+        ),
+    ]
+    for spoil in not_done:
+        spoilt = copy.deepcopy(obj)
+        spoil(spoilt)
+        src = source_of(gardener_etcd, [spoilt])
+        problems = [
+            f.problem for f in gardener_etcd.judge(src.tracked["etcd-main"], NOW, src, settings)
+        ]
+        assert ReleaseProblem.OPERATION_STUCK not in problems
+    obj["status"]["readyReplicas"] = 2  # not part of Gardener's check
     src = source_of(gardener_etcd, [obj])
-    assert gardener_etcd.judge(src.tracked["etcd-main"], NOW, src, settings) == []
+    assert gardener_etcd.judge(src.tracked["etcd-main"], NOW, src, settings)
+
+
+def test_gardener_operation_stuck_under_druids_own_key() -> None:
+    obj = objects.gardener_etcd("etcd-main", "shoot--a", key=gardener.DRUID_OPERATION)
+    obj["metadata"]["generation"] = 1
+    src = source_of(gardener_etcd, [obj])
+    settings = gardener_etcd.GardenerEtcdSettings(operation_after=0)
+    findings = gardener_etcd.judge(src.tracked["etcd-main"], NOW, src, settings)
+    assert [f.problem for f in findings] == [ReleaseProblem.OPERATION_STUCK]
+    assert findings[0].evidence.annotations == {gardener.DRUID_OPERATION: "reconcile"}
 
 
 def test_fleet_bundle_error_is_reported() -> None:

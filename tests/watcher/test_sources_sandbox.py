@@ -112,7 +112,7 @@ async def settle(bus: Bus, expected: set[Seen]) -> list[ReleaseEvent]:
     return events
 
 
-async def test_helmrelease_failed_stalled_old_version_and_resolved(
+async def test_helmrelease_failed_stalled_and_resolved(
     sandbox: KubeSandbox, kube: KubeClient, running: Running, bus: Bus
 ) -> None:
     store = sandbox.store
@@ -123,13 +123,12 @@ async def test_helmrelease_failed_stalled_old_version_and_resolved(
             "legacy", version="v2beta1", status=objects.ready_status("legacy", "apps")
         )
     )
-    await running.start(kube, "helmrelease", {})
+    await running.start(kube, "helmrelease", {})  # "legacy": written via v2beta1, stored at v2
     events = await settle(
         bus,
         {
             ("HelmRelease", "broken", "failed", "firing"),
             ("HelmRelease", "broken", "stalled", "firing"),
-            ("HelmRelease", "legacy", "old_api_version", "firing"),
         },
     )
     failed = next(e for e in events if e.data.problem.value == "failed")
@@ -150,9 +149,31 @@ async def test_helmrelease_failed_stalled_old_version_and_resolved(
         {
             ("HelmRelease", "broken", "failed", "firing"),
             ("HelmRelease", "broken", "stalled", "firing"),
-            ("HelmRelease", "legacy", "old_api_version", "firing"),
             ("HelmRelease", "broken", "failed", "resolved"),
             ("HelmRelease", "broken", "stalled", "resolved"),
+        },
+    )
+
+
+async def test_flux_crd_stored_versions_fire_and_resolve_when_trimmed(
+    sandbox: KubeSandbox, kube: KubeClient, running: Running, bus: Bus
+) -> None:
+    store = sandbox.store
+    store.set_storage_version(flux.GROUP, flux.KIND, "v2beta1")  # an older Flux stored it
+    store.put(objects.helmrelease("legacy", version="v2beta1"))
+    store.set_storage_version(flux.GROUP, flux.KIND, "v2")  # the upgrade
+    await running.start(kube, "flux_crds", {})
+    (event,) = await settle(
+        bus, {("CustomResourceDefinition", flux.CRD_NAME, "old_api_version", "firing")}
+    )
+    assert event.data.object.namespace is None
+    assert event.data.evidence.fields["staleVersions"] == "v2beta1"
+    store.set_stored_versions(flux.CRD_NAME, ["v2"])
+    await settle(
+        bus,
+        {
+            ("CustomResourceDefinition", flux.CRD_NAME, "old_api_version", "firing"),
+            ("CustomResourceDefinition", flux.CRD_NAME, "old_api_version", "resolved"),
         },
     )
 

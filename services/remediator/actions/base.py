@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from importlib.metadata import entry_points
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -54,6 +54,9 @@ class Plan:
     # A refusal whose cause a person can remove (missing RBAC): escalate once, then plan again
     # every `recheck_after` seconds and act once the cause is gone (no restart, no new event).
     recheck_after: float | None = None
+    # Set by an action's own `apply` when part of the work could not be done (e.g. the API
+    # server refused one write): the result escalates with this reason instead of verifying.
+    escalation: str = ""
 
 
 class Action(Protocol):
@@ -76,6 +79,14 @@ class Action(Protocol):
     ) -> Plan: ...
 
     async def verify(self, ctx: ActionContext, plan: Plan) -> bool: ...
+
+
+@runtime_checkable
+class AppliesItself(Protocol):
+    """An action whose writes are more than the one write a Plan describes (`migrate-api-version`
+    re-stores every object of a CRD, then trims its status): the runner calls its `apply`."""
+
+    async def apply(self, ctx: ActionContext, plan: Plan) -> Any: ...
 
 
 def token() -> str:

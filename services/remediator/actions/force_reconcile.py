@@ -1,10 +1,15 @@
 """`force-reconcile`, by kind:
-- Flux HelmRelease: requestedAt + forceAt = one token (`flux reconcile hr --force`); verified
-  when status.lastHandledReconcileAt equals it and Ready is True;
-- Fleet BundleDeployment: `spec.options.forceSyncGeneration` + 1 (fleet bundledeployment_types.go);
-  verified when the values Secret exists again and the deployment is not in error;
-- Gardener Etcd: the operation annotation removed and re-applied (one write: the new value
-  carries no stale state); verified when etcd-druid cleared the annotation.
+- Flux HelmRelease: requestedAt + forceAt = one token in one merge patch (`flux reconcile hr
+  --force`, flux2 cmd/flux/reconcile.go); verified when helm-controller handled it:
+  `status.lastHandledForceAt` equals the token (fluxcd/pkg apis/meta HandleAnnotationRequest);
+- Fleet BundleDeployment: `spec.forceSyncGeneration` + 1 on the object Fleet reads it from, the
+  owning GitRepo / HelmOp / Bundle (found by the BundleDeployment's labels; the controller copies
+  it into the BundleDeployment, whose spec it owns: `medic.upstream.fleet`); never the
+  BundleDeployment, never a delete; verified when the options Secret is back and the
+  BundleDeployment no longer waits for values;
+- Gardener Etcd: the operation annotation(s) present removed, then re-applied (two writes: a
+  patch that removes and re-adds the same value changes nothing); verified when etcd-druid
+  removed both keys (`medic.upstream.gardener`). Results carry what druid reported.
 """
 
 from __future__ import annotations
@@ -22,10 +27,14 @@ from medic.remediator.actions.base import (
     resource_type,
     token,
 )
-from medic.remediator.actions.retry import is_ready
-from medic.runtime.kube import SECRETS, NotFoundError
+from medic.runtime.kube import SECRETS, NotFoundError, ResourceType
 from medic.schemas import Change, Event, ObjectRef
 from medic.upstream import fleet, flux, gardener
+
+FLEET_OWNERS = {
+    kind: ResourceType(fleet.GROUP, fleet.VERSION, plural, kind)
+    for kind, plural in fleet.OWNER_PLURALS.items()
+}
 
 
 class ForceReconcileAction:
@@ -33,7 +42,12 @@ class ForceReconcileAction:
     params_model: type[BaseModel] = NoParams
     rbac = (
         {"apiGroups": [flux.GROUP], "resources": [flux.PLURAL], "verbs": ["get", "patch"]},
-        {"apiGroups": [fleet.GROUP], "resources": [fleet.PLURAL], "verbs": ["get", "patch"]},
+        {"apiGroups": [fleet.GROUP], "resources": [fleet.PLURAL], "verbs": ["get"]},
+        {
+            "apiGroups": [fleet.GROUP],
+            "resources": sorted(fleet.OWNER_PLURALS.values()),
+            "verbs": ["get", "patch"],
+        },
         {"apiGroups": [gardener.GROUP], "resources": [gardener.PLURAL], "verbs": ["get", "patch"]},
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
     )
@@ -73,58 +87,105 @@ class ForceReconcileAction:
         plan.extra["kind"] = "flux"
         return plan
 
-    async def _fleet(self, ctx: ActionContext, obj: dict[str, Any], plan: Plan) -> Plan:
-        try:
-            await ctx.kube.get(SECRETS, plan.name, plan.namespace)
-        except NotFoundError:
-            pass
-        else:
-            return fixed("values-secret-present")
-        options = (obj.get("spec") or {}).get("options") or {}
-        generation = int(options.get("forceSyncGeneration") or 0)
-        plan.patch = {"spec": {"options": {"forceSyncGeneration": generation + 1}}}
-        plan.changes = [
-            Change(
-                path="/spec/options/forceSyncGeneration", before=generation, after=generation + 1
+    async def _fleet(self, ctx: ActionContext, bd: dict[str, Any], plan: Plan) -> Plan:
+        if not await _waiting(ctx, bd):
+            return fixed("options-secret-present")
+        owner = fleet.owner_of(bd)
+        if owner is None:
+            labels = f"{fleet.BUNDLE_LABEL}/{fleet.BUNDLE_NAMESPACE_LABEL}"
+            return Plan(
+                verdict="refuse",
+                reason=f"BundleDeployment has no {labels} labels: cannot find its Bundle",
             )
-        ]
-        plan.extra["kind"] = "fleet"
-        return plan
+        kind, namespace, name = owner
+        rt = FLEET_OWNERS[kind]
+        try:
+            obj = await ctx.kube.get(rt, name, namespace)
+        except NotFoundError:
+            return Plan(
+                verdict="refuse",
+                reason=f"{kind} {namespace}/{name} (owner of the BundleDeployment) not found",
+            )
+        generation = int((obj.get("spec") or {}).get(fleet.FORCE_SYNC_GENERATION) or 0)
+        after = generation + 1
+        return Plan(
+            verdict="act",
+            rt=rt,
+            name=name,
+            namespace=namespace,
+            patch={"spec": {fleet.FORCE_SYNC_GENERATION: after}},
+            resource_version=obj["metadata"]["resourceVersion"],
+            changes=[Change(path="/spec/forceSyncGeneration", before=generation, after=after)],
+            diagnosis={"owner": f"{kind} {namespace}/{name}", "forceSyncGeneration": after},
+            extra={
+                "kind": "fleet",
+                "bundledeployment": (plan.namespace, plan.name),
+                "generation": after,
+            },
+        )
 
     def _gardener(self, obj: dict[str, Any], plan: Plan) -> Plan:
-        """Two writes: remove the annotation, then apply it again. One patch that removes and
-        re-adds the same value changes nothing, so the API server sends no event and
+        """Two writes: remove the annotation(s), then apply them again. One patch that removes
+        and re-adds the same value changes nothing, so the API server sends no event and
         etcd-druid would never see a new request."""
-        annotations = (obj.get("metadata") or {}).get("annotations") or {}
-        current = annotations.get(gardener.OPERATION)
-        if not current:
+        present = gardener.operation_annotations(obj)
+        plan.diagnosis = gardener.druid_report(obj)
+        if not present:
             return fixed("operation-cleared")
-        key = gardener.OPERATION.replace("/", "~1")
-        plan.patch = [{"op": "remove", "path": f"/metadata/annotations/{key}"}]
+        pending = gardener.not_done(obj)
+        if pending:  # druid is still at work (or failing): not the stuck annotation of S5
+            plan.verdict = "skip"
+            plan.reason = "etcd not done by Gardener's check: " + "; ".join(pending)
+            return plan
+        escaped = {key: key.replace("/", "~1") for key in present}
+        plan.patch = [
+            {"op": "remove", "path": f"/metadata/annotations/{escaped[key]}"} for key in present
+        ]
         plan.patch_type = "json"
-        plan.extra["then_patch"] = {"metadata": {"annotations": {gardener.OPERATION: current}}}
+        plan.extra["then_patch"] = {"metadata": {"annotations": present}}
         plan.changes = [
-            Change(path=f"/metadata/annotations/{key}", before=current, after=None),
-            Change(path=f"/metadata/annotations/{key}", before=None, after=current),
+            change
+            for key, value in present.items()
+            for change in (
+                Change(path=f"/metadata/annotations/{escaped[key]}", before=value, after=None),
+                Change(path=f"/metadata/annotations/{escaped[key]}", before=None, after=value),
+            )
         ]
         plan.extra["kind"] = "gardener"
         return plan
 
     async def verify(self, ctx: ActionContext, plan: Plan) -> bool:
         assert plan.rt is not None
-        obj = await ctx.kube.get(plan.rt, plan.name, plan.namespace)
         kind = plan.extra.get("kind")
-        if kind == "flux":
-            handled = (obj.get("status") or {}).get("lastHandledReconcileAt")
-            return bool(handled == plan.token and is_ready(obj))
         if kind == "fleet":
+            namespace, name = plan.extra["bundledeployment"]
+            rt = ResourceType(fleet.GROUP, fleet.VERSION, fleet.PLURAL, fleet.KIND)
             try:
-                await ctx.kube.get(SECRETS, plan.name, plan.namespace)
+                bd = await ctx.kube.get(rt, name, namespace)
             except NotFoundError:
                 return False
-            return True
-        annotations = (obj.get("metadata") or {}).get("annotations") or {}
-        return gardener.OPERATION not in annotations
+            return not await _waiting(ctx, bd)
+        obj = await ctx.kube.get(plan.rt, plan.name, plan.namespace)
+        if kind == "flux":
+            handled = (obj.get("status") or {}).get("lastHandledForceAt")
+            return bool(handled == plan.token)
+        plan.diagnosis = gardener.druid_report(obj)
+        return not gardener.operation_annotations(obj)
+
+
+async def _waiting(ctx: ActionContext, bd: dict[str, Any]) -> bool:
+    """Whether the BundleDeployment still lacks its options Secret (of Fleet's type) or waits
+    for values."""
+    if fleet.waiting_for_values(bd):
+        return True
+    if not fleet.needs_options_secret(bd):
+        return False
+    metadata = bd.get("metadata") or {}
+    try:
+        secret = await ctx.kube.get(SECRETS, metadata.get("name", ""), metadata.get("namespace"))
+    except NotFoundError:
+        return True
+    return bool(secret.get("type") != fleet.OPTIONS_SECRET_TYPE)
 
 
 ACTION = ForceReconcileAction()

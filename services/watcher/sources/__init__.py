@@ -8,6 +8,7 @@ from __future__ import annotations
 from medic.watcher.sources import (
     etcd_probe,
     fleet,
+    flux_crds,
     gardener_etcd,
     helm_storage,
     helmrelease,
@@ -17,6 +18,7 @@ from medic.watcher.sources.base import SourceRegistry
 
 BUILTIN = (
     helmrelease.PLUGIN,
+    flux_crds.PLUGIN,
     helm_storage.PLUGIN,
     fleet.PLUGIN,
     gardener_etcd.PLUGIN,

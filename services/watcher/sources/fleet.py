@@ -1,9 +1,12 @@
-"""Fleet BundleDeployment: agent errors, and a values Secret missing (scenarios.md S4).
+"""Fleet BundleDeployment: agent errors, and its options Secret missing (scenarios.md S4).
 
-The values Secret has the BundleDeployment's name and namespace (fleet >= 0.10 moved values out
-of the spec; *verify* per fleet version). A missing Secret is reported at once with how long it
-has been missing (`age_seconds`, `since`), so rules judge the grace period with `for:`; when it
-reappears, a resolved event follows. The Secret watch keeps names only, never data.
+The options Secret has the BundleDeployment's name and namespace and Fleet's type
+`fleet.cattle.io/bundle-deployment/v1alpha1`, and is needed only when `spec.valuesHash` is set
+(`medic.upstream.fleet`). Two signals, either enough: that Secret absent, or
+`spec.waitingForValues: true` (the controller's own flag since Fleet v0.15). The problem is
+reported with how long it has held (`age_seconds`, `since`), so rules judge the grace period with
+`for:`; when it clears, a resolved event follows. The Secret watch is limited to Fleet's type by a
+field selector and keeps names only, never data.
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ class BundleView:
     error: str
     reason: str
     deployment_id: str = ""
+    needs_secret: bool = True
+    waiting_for_values: bool = False
 
 
 def project(obj: dict[str, Any]) -> BundleView:
@@ -64,6 +69,8 @@ def project(obj: dict[str, Any]) -> BundleView:
         ready.message if failing and ready else "",
         ready.reason if failing and ready else "",
         str((obj.get("spec") or {}).get("deploymentID", "")),
+        fleet.needs_options_secret(obj),
+        fleet.waiting_for_values(obj),
     )
 
 
@@ -83,15 +90,24 @@ class FleetSource(ObjectSource[BundleView]):
                 Finding(ReleaseProblem.BUNDLE_ERROR, (view.error,), evidence, kind, error)
             )
         key = (view.namespace, view.name)
-        if self.secrets_synced.is_set() and key not in self.secrets:
+        missing = view.needs_secret and key not in self.secrets
+        if self.secrets_synced.is_set() and (missing or view.waiting_for_values):
             since = self.missing_since.setdefault(key, now)
             if (now - since).total_seconds() < self.missing_after:
                 return findings  # judged again on the next tick
+            said = [f'options secret "{view.name}" not found'] if missing else []
+            if view.waiting_for_values:
+                said.append("spec.waitingForValues is true")
             evidence = Evidence(
-                message=f'values secret "{view.name}" not found',
+                message="; ".join(said),
                 age_seconds=(now - since).total_seconds(),
                 since=since,
-                fields={"secret": view.name},
+                fields={
+                    "secret": view.name,
+                    "secretType": fleet.OPTIONS_SECRET_TYPE,
+                    "secretMissing": missing,
+                    "waitingForValues": view.waiting_for_values,
+                },
             )
             findings.append(
                 # the deployment, not `since` (in memory only): a restart must give the same id
@@ -102,7 +118,13 @@ class FleetSource(ObjectSource[BundleView]):
         return findings
 
     async def run(self, emit: Emit, stop: asyncio.Event) -> None:
-        informer = Informer(self.kube, SECRETS, self._secret_event, self._secret_sync)
+        informer = Informer(
+            self.kube,
+            SECRETS,
+            self._secret_event,
+            self._secret_sync,
+            field_selector=f"type={fleet.OPTIONS_SECRET_TYPE}",
+        )
         async with asyncio.TaskGroup() as tg:
             tg.create_task(informer.run(stop))
             tg.create_task(super().run(emit, stop))
@@ -160,6 +182,7 @@ PLUGIN = SourcePlugin(
         },
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch"]},
     ),
-    description="Fleet BundleDeployments in error or missing their values Secret (S4).",
+    description="Fleet BundleDeployments in error, or missing their options Secret / waiting "
+    "for values (S4).",
     example={"filter": {"namespaces": ["cluster-fleet-*"]}},
 )

@@ -1,9 +1,12 @@
 """Gardener Etcd (druid.gardener.cloud): an operation annotation never cleared (scenarios.md S5).
 
-Stuck means: `gardener.cloud/operation` still present longer than a threshold while status says
-the work is done (ready, readyReplicas == replicas, observedGeneration == generation). The age
+Stuck means: an operation annotation (`druid.gardener.cloud/operation` or the deprecated
+`gardener.cloud/operation`, see `medic.upstream.gardener`) still present longer than a threshold
+while the status is otherwise done by Gardener's own test (CheckEtcdObject: no lastErrors,
+observedGeneration == generation, AllMembersUpdated True when replicas > 0, ready). The age
 comes from the newest managedFields time (when the annotation was written), else first seen.
-`status.lastErrors` becomes an event of its own.
+`status.lastErrors` becomes an event of its own. Both events quote what druid reported
+(lastErrors, lastOperation), so an escalation can say it.
 """
 
 from __future__ import annotations
@@ -42,29 +45,33 @@ class GardenerEtcdSettings(BaseModel):
 
 @dataclass(frozen=True, slots=True)
 class EtcdView:
-    operation: str | None
+    operations: tuple[tuple[str, str], ...]  # (annotation key, value), either key or both
     done: bool
     written_at: datetime | None
     last_errors: tuple[str, ...]
+    last_operation: str
 
 
 def project(obj: dict[str, Any]) -> EtcdView:
-    metadata = obj.get("metadata") or {}
     status = obj.get("status") or {}
-    done = (
-        bool(status.get("ready"))
-        and status.get("readyReplicas") == status.get("replicas")
-        and status.get("observedGeneration") == metadata.get("generation")
-    )
     errors = tuple(
-        str(e.get("description") or e.get("message") or e) for e in status.get("lastErrors") or []
+        str(e.get("description") or e.get("message") or e) if isinstance(e, dict) else str(e)
+        for e in status.get("lastErrors") or []
     )
     return EtcdView(
-        (metadata.get("annotations") or {}).get(gardener.OPERATION),
-        done,
+        tuple(gardener.operation_annotations(obj).items()),
+        not gardener.not_done(obj),
         last_write(obj)[0],
         errors,
+        gardener.druid_report(obj)["lastOperation"],
     )
+
+
+def _druid_fields(view: EtcdView) -> dict[str, str | int | float | bool | None]:
+    return {
+        "lastErrors": "; ".join(view.last_errors) or "none",
+        "lastOperation": view.last_operation,
+    }
 
 
 def judge(
@@ -75,23 +82,33 @@ def judge(
 ) -> list[Finding]:
     view = item.projection
     findings: list[Finding] = []
-    if view.operation and view.done:
+    if view.operations and view.done:
         since = view.written_at or item.first_seen
         age = max(0.0, (now - since).total_seconds())
         if age >= settings.operation_after:
+            keys = ", ".join(f"{key}={value}" for key, value in view.operations)
             evidence = Evidence(
-                annotations={gardener.OPERATION: view.operation},
+                annotations=dict(view.operations),
                 age_seconds=age,
                 since=since,
-                message=f"operation annotation {view.operation!r} present while status is done",
+                message=f"operation annotation {keys} still present while the Etcd is done "
+                "by Gardener's check (etcd-druid removes it when a reconcile completes)",
+                fields=_druid_fields(view),
             )
             findings.append(
                 Finding(
-                    ReleaseProblem.OPERATION_STUCK, (view.operation, since.isoformat()), evidence
+                    ReleaseProblem.OPERATION_STUCK,
+                    # druid's lastOperation too: what it reports next is a new observation
+                    (
+                        *(value for _, value in view.operations),
+                        since.isoformat(),
+                        view.last_operation,
+                    ),
+                    evidence,
                 )
             )
     if view.last_errors:
-        evidence = Evidence(message="; ".join(view.last_errors))
+        evidence = Evidence(message="; ".join(view.last_errors), fields=_druid_fields(view))
         findings.append(Finding(ReleaseProblem.ETCD_LAST_ERRORS, view.last_errors, evidence))
     return findings
 
@@ -122,6 +139,7 @@ PLUGIN = SourcePlugin(
             "verbs": ["list", "watch"],
         },
     ),
-    description="Gardener Etcd resources whose operation annotation is never cleared (S5).",
+    description="Gardener Etcd resources done by Gardener's check whose operation annotation "
+    "(druid.gardener.cloud/operation or gardener.cloud/operation) is never cleared (S5).",
     example={"operation_after": 300},
 )

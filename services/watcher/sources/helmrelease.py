@@ -1,9 +1,11 @@
-"""Flux HelmRelease: failed and stalled releases, stale status, objects on an old API version.
+"""Flux HelmRelease: failed and stalled releases, stale status.
 
 Judgement (pure) per scenarios.md S1/S2: Ready=False with a failure reason (the message
 classified: transient etcd error, timeout, ...); Stalled=True (retries exhausted); stale status
 (old message format, observedGeneration behind for longer than a threshold, DependencyNotReady
-while every dependency is Ready); last written through an API version behind the target.
+while every dependency is Ready). Not for objects left at an old API version: how an object is
+stored is not visible on it (managedFields only say which version a writer used); the CRD's
+`status.storedVersions` says it, and `flux_crds` reads that.
 """
 
 from __future__ import annotations
@@ -36,11 +38,6 @@ class HelmReleaseSettings(BaseModel):
         default=None,
         description="HelmRelease version to watch; unset = the one the cluster prefers.",
     )
-    target_version: str = Field(
-        default=flux.STORAGE_VERSION,
-        description="An object last written (managedFields) through another version is "
-        "`old_api_version`.",
-    )
     stale_after: float = Field(
         default=600.0,
         ge=0,
@@ -67,7 +64,6 @@ class HelmReleaseView:
     stalled: Cond | None
     released: Cond | None
     written_at: datetime | None
-    written_version: str
     depends_on: tuple[tuple[str, str], ...]
 
     @property
@@ -80,7 +76,7 @@ def project(obj: dict[str, Any]) -> HelmReleaseView:
     metadata = obj.get("metadata") or {}
     namespace = sys.intern(str(metadata.get("namespace", "")))
     status = obj.get("status") or {}
-    written_at, written_version = last_write(obj)
+    written_at, _ = last_write(obj)
     deps = tuple(
         (sys.intern(str(d.get("namespace") or namespace)), str(d.get("name")))
         for d in (obj.get("spec") or {}).get("dependsOn") or []
@@ -95,7 +91,6 @@ def project(obj: dict[str, Any]) -> HelmReleaseView:
         stalled=conditions.get(flux.STALLED),
         released=conditions.get(flux.RELEASED),
         written_at=written_at,
-        written_version=sys.intern(written_version.rpartition("/")[2]),
         depends_on=deps,
     )
 
@@ -108,13 +103,6 @@ def judge(
 ) -> list[Finding]:
     view = item.projection
     findings: list[Finding] = []
-    # First the migration (events of one object are handled in order): re-store through the
-    # served version, then force the reconcile, as the S2 procedure does it.
-    if view.written_version and view.written_version != settings.target_version:
-        evidence = Evidence(
-            fields={"storedVersion": view.written_version, "targetVersion": settings.target_version}
-        )
-        findings.append(Finding(ReleaseProblem.OLD_API_VERSION, (view.written_version,), evidence))
     ready = view.ready_condition
     stale: list[str] = []
     if ready is not None and ready.status == "False":
@@ -231,6 +219,6 @@ PLUGIN = SourcePlugin(
     settings_model=HelmReleaseSettings,
     create=create,
     rbac=({"apiGroups": [flux.GROUP], "resources": [flux.PLURAL], "verbs": ["list", "watch"]},),
-    description="Flux HelmReleases that failed, stalled, went stale or sit on an old API version.",
+    description="Flux HelmReleases that failed, stalled or went stale.",
     example={"stale_after": 600, "filter": {"namespaces": ["apps-*"]}},
 )
