@@ -22,8 +22,8 @@ from medic.sandbox.memstore import (
     encode_continue,
     object_matcher,
 )
-from medic.sandbox.protobuf import ProtobufError
 from medic.sandbox.patches import apply_patch
+from medic.sandbox.protobuf import ProtobufError
 
 GIT_VERSION = "v1.31.0"
 STORE_KEY: web.AppKey[SandboxStore] = web.AppKey("store", SandboxStore)

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-
 RBAC_GROUP: Final = "rbac.authorization.k8s.io"
 SERVICE_ACCOUNT_PREFIX: Final = "system:serviceaccount:"
 SERVICE_ACCOUNT_GROUP_PREFIX: Final = "system:serviceaccounts:"
