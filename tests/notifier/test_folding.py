@@ -66,18 +66,28 @@ async def test_a_failed_attempt_nothing_follows_is_sent_alone_after_the_window(b
     assert not await records(bus, DeliveryStatus.FOLDED)
 
 
+def second_problem(of: RemediationResult) -> RemediationResult:
+    """Another problem of the same object: its drift loop, reported after its stale status."""
+    key = of.data.problem_key.rsplit("/", 1)[0] + "/drift_loop"
+    data = of.data.model_copy(
+        update={"problem_key": key, "rule": "flux-report-drift-loop", "action": "diagnose-drift"}
+    )
+    return of.model_copy(update={"id": of.id + "-drift", "data": data})
+
+
 async def test_an_objects_second_problem_is_a_reply_in_its_thread(bus: Bus) -> None:
-    migrated, reconciled = result("S2-migrate-succeeded"), result("S2-reconcile-succeeded")
+    reconciled = result("S2-reconcile-succeeded")
+    drifting = second_problem(reconciled)
     slack = SlackReceiver(token="xoxb-test")
     async with slack, running_notifier(bus, notifier_settings(slack_config(slack))):
-        await bus.publish(migrated)
-        await slack.wait_for_posts(1)
         await bus.publish(reconciled)
+        await slack.wait_for_posts(1)
+        await bus.publish(drifting)
         first, second = await slack.wait_for_posts(2)
     assert first.thread_ts is None
-    assert "flux-migrate-old-api-version" in first.text
+    assert "flux-force-reconcile-stale-status" in first.text
     assert second.thread_ts == first.ts
-    assert "flux-force-reconcile-stale-status" in second.text
+    assert "flux-report-drift-loop" in second.text
     assert not second.fields.get("reply_broadcast")  # the channel shows one message
 
 

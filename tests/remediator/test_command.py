@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from medic import cli
 from medic.remediator.command import rules_app
-from medic.schemas import encode_message
+from medic.schemas import ReleaseProblem, encode_message
 from medic.testing import objects
 from medic.testing.factories import release_event
 
@@ -53,7 +53,7 @@ def test_check_accepts_good_rules_and_names_file_line_field_of_bad_ones(tmp_path
 def _case(name: str, etcd_stable_for: str, verdict: str) -> dict[str, object]:
     return {
         "name": name,
-        "event": json.loads(encode_message(release_event())),
+        "event": json.loads(encode_message(release_event(problem=ReleaseProblem.STALLED))),
         "etcd": {"condition": "stable", "stableFor": etcd_stable_for},
         "expect": [{"rule": "flux-retry-after-transient-etcd-error", "verdict": verdict}],
     }
@@ -83,7 +83,9 @@ RESET_AT = "/metadata/annotations/reconcile.fluxcd.io~1resetAt"
 def _staged_case(name: str, status: dict[str, object], expect: list[dict[str, object]]) -> dict:
     return {
         "name": name,
-        "event": json.loads(encode_message(release_event("podinfo", "apps"))),
+        "event": json.loads(
+            encode_message(release_event("podinfo", "apps", problem=ReleaseProblem.STALLED))
+        ),
         "etcd": {"condition": "stable", "stableFor": "60s"},
         "objects": [objects.helmrelease("podinfo", "apps", status=status)],
         "expect": expect,
