@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import time
 import uuid
@@ -62,7 +63,7 @@ from medic.testing.chart import CHART, helm
 from medic.testing.controlplane import ControlPlane
 from medic.testing.recording import Call, RecordingKubeClient
 from medic.testing.tally import fetch_all
-from medic.upstream import flux
+from medic.upstream import fleet, flux
 from medic.watcher.service import WatcherService, build_sources
 from medic.watcher.settings import WatcherSettings
 from medic.watcher.sources import default_registry
@@ -83,6 +84,9 @@ FINAL = {
 PLURALS = {
     "HelmRelease": "helmreleases",
     "BundleDeployment": "bundledeployments",
+    "Bundle": "bundles",
+    "GitRepo": "gitrepos",
+    "HelmOp": "helmops",
     "Etcd": "etcds",
     "Secret": "secrets",
     "Event": "events",
@@ -188,13 +192,41 @@ NOT_STAGED = {
 }
 
 
+OWNERS = {  # what Fleet labels a BundleDeployment with when a GitRepo or HelmOp owns its Bundle
+    "GitRepo": (fleet.REPO_LABEL, {"repo": "https://git.example/app", "paths": ["app"]}),
+    "HelmOp": (fleet.HELMOP_LABEL, {"helm": {"chart": "app", "repo": "https://charts.example"}}),
+}
+
+
+def owned_by(scenario: scenarios.Scenario, kind: str) -> scenarios.Scenario:
+    """S4 whose Bundle a GitRepo or HelmOp owns: the redeploy bumps the owner's field."""
+    label, spec = OWNERS[kind]
+    staged: list[dict[str, Any]] = []
+    for obj in scenario.objects:
+        if obj["kind"] == fleet.KIND:
+            name = obj["metadata"]["name"]
+            labels = {**obj["metadata"]["labels"], label: name}
+            obj = {**obj, "metadata": {**obj["metadata"], "labels": labels}}  # noqa: PLW2901
+            workspace = labels[fleet.BUNDLE_NAMESPACE_LABEL]
+            meta = {"name": name, "namespace": workspace}
+            staged.append(
+                {"apiVersion": fleet.API_VERSION, "kind": kind, "metadata": meta, "spec": spec}
+            )
+        staged.append(obj)
+    return dataclasses.replace(scenario, key=f"{scenario.key}-{kind}", objects=tuple(staged))
+
+
 def staged_scenarios(plane: ControlPlane, prefix: str) -> list[scenarios.Scenario]:
     played = [
         scenarios.s1(namespace=f"{prefix}-s1"),
         scenarios.s2(namespace=f"{prefix}-s2"),
+        scenarios.s2_migrate(namespace=f"{prefix}-s2m"),
         drift_over_every_readable_kind(plane, f"{prefix}-drift"),
         scenarios.s3(namespace=f"{prefix}-s3"),
-        scenarios.s4(namespace=f"{prefix}-s4"),
+        # Bundles live in Fleet's workspace namespace, shared by the runs: names of their own.
+        scenarios.s4(namespace=f"{prefix}-s4", name=f"{prefix}-cart"),
+        owned_by(scenarios.s4(namespace=f"{prefix}-s4g", name=f"{prefix}-git"), "GitRepo"),
+        owned_by(scenarios.s4(namespace=f"{prefix}-s4h", name=f"{prefix}-op"), "HelmOp"),
         scenarios.s5(namespace=f"{prefix}-s5"),
         scenarios.healthy(namespace=f"{prefix}-ok"),
     ]
@@ -204,6 +236,12 @@ def staged_scenarios(plane: ControlPlane, prefix: str) -> list[scenarios.Scenari
                 # helm-controller 1.4's CRD (Flux 2.7) no longer serves v2beta1: the oldest it does
                 obj = {**obj, "apiVersion": flux.api_version("v2beta2")}  # noqa: PLW2901
             stage(plane, as_druid_crd_requires(obj) if obj["kind"] == "Etcd" else obj)
+    # S2-migrate: the CRD as a Flux 2.2 -> 2.7 upgrade leaves it (Flux 2.7's CRD serves v2beta2
+    # and stores v2; an object written at 2.2 was stored at v2beta2), so Medic migrates.
+    crd = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{flux.CRD_NAME}/status"
+    older = {"status": {"storedVersions": ["v2beta2", flux.STORAGE_VERSION]}}
+    patched = plane.request("PATCH", crd, older, content_type="application/merge-patch+json")
+    assert patched.ok, patched.body
     return played
 
 

@@ -21,7 +21,7 @@ from medic.schemas import Evidence, ReleaseProblem
 from medic.upstream import flux, kubernetes
 from medic.watcher.problems import Finding
 from medic.watcher.sources.base import Source, SourceContext, SourcePlugin
-from medic.watcher.sources.kubernetes import ObjectSource, Tracked, WatchOptions
+from medic.watcher.sources.kubernetes import TICK_HELP, ObjectSource, Tracked, WatchOptions
 
 CRDS = ResourceType(
     kubernetes.CRD_GROUP,
@@ -38,7 +38,7 @@ class FluxCrdSettings(BaseModel):
         description="API groups whose CRDs to check.",
     )
     watch: WatchOptions = Field(default_factory=WatchOptions)
-    tick: float = Field(default=30.0, gt=0)
+    tick: float = Field(default=30.0, gt=0, description=TICK_HELP)
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +105,7 @@ PLUGIN = SourcePlugin(
         {
             "apiGroups": [kubernetes.CRD_GROUP],
             "resources": [kubernetes.CRD_PLURAL],
-            "verbs": ["get", "list", "watch"],
+            "verbs": ["list", "watch"],
         },
     ),
     description="Flux CRDs whose status.storedVersions still lists versions besides the storage "
