@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from medic.sandbox import SandboxStore
+from medic.demo.world import World
 from medic.testing import objects
 from medic.upstream import flux, gardener
 
@@ -35,10 +35,10 @@ class HelmController:
     only: set[tuple[str, str]] | None = None  # (namespace, name) it answers for; None = all
     handled: list[tuple[str, str, str]] = field(default_factory=list)
 
-    def install(self, store: SandboxStore) -> None:
+    def install(self, store: World) -> None:
         store.on_write(flux.KIND, self.on_write)
 
-    def on_write(self, store: SandboxStore, change: str, obj: Obj) -> None:
+    def on_write(self, store: World, change: str, obj: Obj) -> None:
         name, namespace = _meta(obj)
         if change != "MODIFIED" or (self.only is not None and (namespace, name) not in self.only):
             return
@@ -76,10 +76,10 @@ class FleetAgent:
     healthy: bool = True
     handled: list[tuple[str, str, int]] = field(default_factory=list)
 
-    def install(self, store: SandboxStore) -> None:
+    def install(self, store: World) -> None:
         store.on_write("BundleDeployment", self.on_write)
 
-    def on_write(self, store: SandboxStore, change: str, obj: Obj) -> None:
+    def on_write(self, store: World, change: str, obj: Obj) -> None:
         name, namespace = _meta(obj)
         options = (obj.get("spec") or {}).get("options") or {}
         generation = int(options.get("forceSyncGeneration") or 0)
@@ -91,7 +91,7 @@ class FleetAgent:
             self.redeploy(store, name, namespace)
 
     @staticmethod
-    def redeploy(store: SandboxStore, name: str, namespace: str) -> None:
+    def redeploy(store: World, name: str, namespace: str) -> None:
         """What the agent's next reconcile does: the values Secret again, and Ready."""
         store.put(objects.values_secret(name, namespace), manager="fleet-agent")
         ready = objects.bundledeployment(name, namespace)["status"]
@@ -114,10 +114,10 @@ class EtcdDruid:
     removed: set[tuple[str, str]] = field(default_factory=set)
     handled: list[tuple[str, str]] = field(default_factory=list)
 
-    def install(self, store: SandboxStore) -> None:
+    def install(self, store: World) -> None:
         store.on_write(gardener.KIND, self.on_write)
 
-    def on_write(self, store: SandboxStore, change: str, obj: Obj) -> None:
+    def on_write(self, store: World, change: str, obj: Obj) -> None:
         key = _meta(obj)
         present = gardener.OPERATION in _annotations(obj)
         if change != "MODIFIED":

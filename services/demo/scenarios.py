@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from medic.sandbox import SandboxStore
+from medic.demo.world import World
 from medic.schemas import Outcome
 from medic.testing import helm as helm_objects
 from medic.testing import objects
@@ -53,7 +53,7 @@ class Scenario:
     objects: tuple[Obj, ...]
     expect: tuple[tuple[str, Outcome], ...] = ()  # (rule, final outcome) for the target
     quiet: bool = False  # nothing may be done or said about the target
-    verify: Callable[[SandboxStore], str | None] = field(default=lambda _store: None)
+    verify: Callable[[World], str | None] = field(default=lambda _store: None)
     needs_etcd: bool = False
     heals_after: float | None = None  # the cluster repairs it by itself after this many seconds
     verify_untouched: bool = False  # the final check: nothing staged was written since
@@ -63,14 +63,14 @@ class Scenario:
 
     staged: dict[tuple[str, str, str], str] = field(default_factory=dict, compare=False)
 
-    def stage(self, store: SandboxStore) -> None:
+    def stage(self, store: World) -> None:
         for obj in self.objects:
             stored = store.put(obj, manager=_manager(obj))
             meta = stored["metadata"]
             key = (obj["kind"], meta.get("namespace", ""), meta["name"])
             self.staged[key] = meta["resourceVersion"]
 
-    def untouched(self, store: SandboxStore) -> str | None:
+    def untouched(self, store: World) -> str | None:
         """None when every staged object still has the resourceVersion it was staged with."""
         for obj in self.objects:
             meta = obj["metadata"]
@@ -80,7 +80,7 @@ class Scenario:
                 return f"{obj['kind']} {meta.get('namespace')}/{meta['name']} was changed"
         return None
 
-    def check(self, store: SandboxStore) -> str | None:
+    def check(self, store: World) -> str | None:
         """What is wrong with the final cluster state, or None."""
         if self.verify_untouched:
             return self.untouched(store)
@@ -111,7 +111,7 @@ def _ready(obj: Obj | None) -> bool:
 
 # --------------------------------------------------------------------------- S1
 def s1(namespace: str = "apps", name: str = "podinfo") -> Scenario:
-    def verify(store: SandboxStore) -> str | None:
+    def verify(store: World) -> str | None:
         obj = store.get(HR_V2, flux.KIND, name, namespace)
         status = (obj or {}).get("status") or {}
         if not _ready(obj):
@@ -134,7 +134,7 @@ def s1(namespace: str = "apps", name: str = "podinfo") -> Scenario:
 
 # --------------------------------------------------------------------------- S2
 def s2(namespace: str = "apps", name: str = "frontend", dependency: str = "backend") -> Scenario:
-    def verify(store: SandboxStore) -> str | None:
+    def verify(store: World) -> str | None:
         stored = store.stored_version(flux.GROUP, flux.KIND, name, namespace)
         if stored != flux.STORAGE_VERSION:
             return f"still stored at {stored}"
@@ -267,7 +267,7 @@ def deployer_rbac(namespace: str, identity: str = "ci-deployer") -> tuple[Obj, O
 def s3(namespace: str = "shop", release: str = "checkout", *, rbac_fixed: bool = True) -> Scenario:
     secret_name = helm.secret_name(release, 1)
 
-    def verify(store: SandboxStore) -> str | None:
+    def verify(store: World) -> str | None:
         secret = store.get("v1", "Secret", secret_name, namespace) or {}
         label = ((secret.get("metadata") or {}).get("labels") or {}).get(helm.LABEL_STATUS)
         record = helm.decode_secret_data(str((secret.get("data") or {}).get(helm.DATA_KEY, "")))
@@ -301,7 +301,7 @@ def s3(namespace: str = "shop", release: str = "checkout", *, rbac_fixed: bool =
 def s4(
     namespace: str = "cluster-fleet-default-c-7f2k9", name: str = "cart", *, heals: bool = False
 ) -> Scenario:
-    def verify(store: SandboxStore) -> str | None:
+    def verify(store: World) -> str | None:
         bundle = store.get(fleet.API_VERSION, fleet.KIND, name, namespace) or {}
         generation = ((bundle.get("spec") or {}).get("options") or {}).get("forceSyncGeneration")
         if store.get("v1", "Secret", name, namespace) is None:
@@ -329,7 +329,7 @@ def s4(
 
 # --------------------------------------------------------------------------- S5
 def s5(namespace: str = "shoot--dev--demo", name: str = "etcd-main") -> Scenario:
-    def verify(store: SandboxStore) -> str | None:
+    def verify(store: World) -> str | None:
         obj = store.get(gardener.API_VERSION, gardener.KIND, name, namespace) or {}
         annotations = (obj.get("metadata") or {}).get("annotations") or {}
         return "operation annotation still there" if gardener.OPERATION in annotations else None
