@@ -31,6 +31,14 @@ def condition(
     }
 
 
+def druid_condition(kind: str, status: str, reason: str, message: str) -> dict[str, Any]:
+    """etcd-druid's Condition: `lastUpdateTime` required, no observedGeneration
+    (etcd-druid api/core/v1alpha1 types_common.go, Condition)."""
+    found = condition(kind, status, reason, message)
+    del found["observedGeneration"]
+    return {**found, "lastUpdateTime": found["lastTransitionTime"]}
+
+
 def helmrelease(
     name: str,
     namespace: str = "apps",
@@ -178,17 +186,25 @@ def gardener_etcd(name: str, namespace: str, *, operation: bool = True) -> dict[
         "apiVersion": gardener.API_VERSION,
         "kind": gardener.KIND,
         "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
-        "spec": {"replicas": 3, "etcd": {"quota": "8Gi"}, "backup": {"store": {"prefix": name}}},
+        "spec": {
+            "replicas": 3,
+            # Required by etcd-druid's CRD (api core/v1alpha1 EtcdSpec.Labels); gardenlet's values.
+            "labels": {"app": "etcd-statefulset", "gardener.cloud/role": "controlplane"},
+            "etcd": {"quota": "8Gi"},
+            "backup": {"store": {"prefix": name}},
+        },
         "status": {
             "observedGeneration": 1,
             "ready": True,
             "replicas": 3,
             "readyReplicas": 3,
             "conditions": [
-                condition(
+                druid_condition(
                     "Ready", "True", "QuorumReached", "The majority of ETCD members is ready"
                 ),
-                condition("AllMembersReady", "True", "AllMembersReady", "All members are ready"),
+                druid_condition(
+                    "AllMembersReady", "True", "AllMembersReady", "All members are ready"
+                ),
             ],
         },
     }
