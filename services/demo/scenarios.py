@@ -164,6 +164,35 @@ def s2(namespace: str = "apps", name: str = "frontend", dependency: str = "backe
     )
 
 
+def s2_stale(
+    namespace: str = "apps", name: str = "frontend", dependency: str = "backend"
+) -> Scenario:
+    """S2's stale status alone, on a HelmRelease already at the storage version: Flux 2.7
+    (helm-controller v1.4) no longer serves v2beta1, so a real API server cannot stage S2 itself."""
+
+    def verify(store: World) -> str | None:
+        obj = store.get(HR_V2, flux.KIND, name, namespace)
+        status = (obj or {}).get("status") or {}
+        if not _ready(obj) or status.get("lastHandledForceAt") is None:
+            return "no forced reconcile made it Ready"
+        return None
+
+    ready_dep = objects.helmrelease(
+        dependency, namespace, status=objects.ready_status(dependency, namespace)
+    )
+    stale = objects.helmrelease(
+        name, namespace, depends_on=[dependency], status=objects.stale_status(dependency)
+    )
+    return Scenario(
+        key="S2-stale",
+        title="HelmRelease with a stale DependencyNotReady after a Flux upgrade: force a reconcile",
+        target=Target(HR_V2, flux.KIND, namespace, name),
+        objects=(ready_dep, stale),
+        expect=((S2_FORCE, Outcome.SUCCEEDED),),
+        verify=verify,
+    )
+
+
 def deployment(name: str, namespace: str, replicas: int) -> Obj:
     return {
         "apiVersion": "apps/v1",
@@ -279,7 +308,9 @@ def s3(namespace: str = "shop", release: str = "checkout", *, rbac_fixed: bool =
     pending = helm_objects.release_secret(
         release, namespace, status="pending-install", modified_ago=900
     )
-    staged: tuple[Obj, ...] = (pending, *deployer_rbac(namespace)) if rbac_fixed else (pending,)
+    # The fixed RBAC exists before the stuck release is seen (on a real API server each object
+    # becomes visible on its own, so the order matters: a Secret first is judged without RBAC).
+    staged: tuple[Obj, ...] = (*deployer_rbac(namespace), pending) if rbac_fixed else (pending,)
     outcome = Outcome.SUCCEEDED if rbac_fixed else Outcome.ESCALATED
     title = (
         "Helm release stuck in pending-install (RBAC since fixed): back up, mark failed"
