@@ -34,7 +34,7 @@ from medic.remediator.rules.index import CompiledRule
 from medic.remediator.rules.loader import action_problems, describe
 from medic.runtime.bus import Bus
 from medic.runtime.errors import PermanentError
-from medic.runtime.kube import ConflictError, KubeError, NotFoundError
+from medic.runtime.kube import ConflictError, InvalidError, KubeError, NotFoundError
 from medic.schemas import Event, ObjectRef, Outcome, ReleaseEvent
 
 log = structlog.get_logger(__name__)
@@ -135,6 +135,14 @@ class Runner:
             except ConflictError:
                 log.info("write_conflict_rejudging", rule=decision.name, event_id=event.id)
                 continue
+            except InvalidError:
+                # A JSON patch is applied to the object as it is now before its resourceVersion
+                # is compared: when a concurrent write took the path it removes, kube-apiserver
+                # answers 422, not 409. A moved resourceVersion says it was the race.
+                if not await self._moved(plan):
+                    raise
+                log.info("write_conflict_rejudging", rule=decision.name, event_id=event.id)
+                continue
             await self._audit(decision, event, target, plan, "written", after=after)
             verified = await self._verify(
                 functools.partial(self._check, action, plan, decision.rule),
@@ -144,6 +152,16 @@ class Runner:
             )
             return verified_outcome(verified, plan, spec.verify.condition)
         return RunOutcome(Outcome.FAILED, "kept conflicting with other writers", None)
+
+    async def _moved(self, plan: Plan) -> bool:
+        """Whether the object changed (or went) since `plan` judged it."""
+        if plan.rt is None or not plan.resource_version:
+            return False
+        try:
+            now = await self.context.kube.get(plan.rt, plan.name, plan.namespace)
+        except NotFoundError:
+            return True
+        return bool(now["metadata"]["resourceVersion"] != plan.resource_version)
 
     async def _apply(
         self,

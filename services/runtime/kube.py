@@ -433,8 +433,11 @@ class KubeClient:
             metadata["resourceVersion"] = resource_version
             body = {**body, "metadata": metadata}
         elif resource_version and patch_type == "json":
-            test = {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}
-            body = [test, *body]
+            # Not a `test` op: kube-apiserver answers a failed test with 422 Invalid (no details),
+            # so a race would read as a bad patch. A resourceVersion in the patched object is the
+            # update's precondition, answered with 409 Conflict, as for a merge patch.
+            pin = {"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version}
+            body = [pin, *body]
         return await self.request(
             "PATCH",
             rt.path(namespace, name, subresource),
