@@ -110,10 +110,9 @@ async def test_s2_stale_status_gets_a_forced_reconcile(tmp_path: Path, running: 
 
 async def test_s2_drift_loop_is_reported_with_the_drifting_fields_not_retried(
     tmp_path: Path,
-    running: Running,
 ) -> None:
     drift = scenarios.s2_drift()
-    async with running(tmp_path, [drift]) as rig:
+    async with e2e.running(tmp_path, [drift]) as rig:
         play.stage(rig.stack, [drift], rig.observer)
         await settle(rig, [drift])
         await assert_told_people(rig, drift, "escalated")
@@ -193,9 +192,7 @@ async def test_s5_reapplies_the_operation_annotation(tmp_path: Path, running: Ru
     assert_clean_exit(rig)
 
 
-async def test_s5_escalates_when_druid_never_answers_the_retry(
-    tmp_path: Path, running: Running
-) -> None:
+async def test_s5_escalates_when_druid_never_answers_the_retry(tmp_path: Path) -> None:
     s5 = scenarios.s5()
     stuck = scenarios.Scenario(
         key="S5-stuck",
@@ -206,7 +203,7 @@ async def test_s5_escalates_when_druid_never_answers_the_retry(
         verify=lambda _store: None,
     )
     controllers = Controllers(druid=EtcdDruid(healthy=False), helm=HelmController())
-    async with running(tmp_path, [stuck], controllers=controllers) as rig:
+    async with e2e.running(tmp_path, [stuck], controllers=controllers) as rig:
         play.stage(rig.stack, [stuck], rig.observer)
         await settle(rig, [stuck])
         await assert_told_people(rig, stuck, "escalated")
@@ -215,11 +212,9 @@ async def test_s5_escalates_when_druid_never_answers_the_retry(
     assert_clean_exit(rig)
 
 
-async def test_healthy_objects_get_no_action_and_no_message(
-    tmp_path: Path, running: Running
-) -> None:
+async def test_healthy_objects_get_no_action_and_no_message(tmp_path: Path) -> None:
     healthy = scenarios.healthy()
-    async with running(tmp_path, [healthy]) as rig:
+    async with e2e.running(tmp_path, [healthy]) as rig:
         play.stage(rig.stack, [healthy], rig.observer)
         await settle(rig, [healthy])
         assert_verdict(rig, healthy)
