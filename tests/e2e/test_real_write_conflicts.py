@@ -22,6 +22,7 @@ from medic.testing import e2e, objects
 from medic.testing.apiproxy import ApiProxy
 from medic.testing.controlplane import ControlPlane
 from medic.testing.played import ApiWorld
+from medic.testing.waiting import eventually
 from medic.upstream import flux, gardener
 
 pytestmark = [pytest.mark.e2e, pytest.mark.realcluster, pytest.mark.timeout(120)]
@@ -130,3 +131,63 @@ async def test_a_merge_patch_racing_another_writer_is_rewritten_at_the_new_versi
     annotations = now["metadata"]["annotations"]
     assert annotations[flux.REQUESTED_AT] == annotations[flux.FORCE_AT]
     assert int(now["metadata"]["resourceVersion"]) > int(str(racer.raced_at))
+
+
+def read_only_medic(plane: ControlPlane, namespace: str) -> Path:
+    """A kubeconfig for a ServiceAccount that may read everything and write nothing."""
+    rbac = "rbac.authorization.k8s.io"
+    role = f"medic-reads-{namespace}"
+    plane.ensure(
+        {
+            "apiVersion": f"{rbac}/v1",
+            "kind": "ClusterRole",
+            "metadata": {"name": role},
+            "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "list", "watch"]}],
+        },
+        f"/apis/{rbac}/v1/clusterroles",
+    )
+    plane.ensure(
+        {
+            "apiVersion": f"{rbac}/v1",
+            "kind": "ClusterRoleBinding",
+            "metadata": {"name": role},
+            "roleRef": {"apiGroup": rbac, "kind": "ClusterRole", "name": role},
+            "subjects": [{"kind": "ServiceAccount", "name": "medic", "namespace": namespace}],
+        },
+        f"/apis/{rbac}/v1/clusterrolebindings",
+    )
+    return plane.serviceaccount_kubeconfig(namespace, "medic")
+
+
+async def test_a_refused_write_is_not_reported_as_medics_when_someone_else_fixes_it(
+    control_plane: ControlPlane, real_namespace: str, tmp_path: Path
+) -> None:
+    """The remediator may not patch Etcds: the real authorizer refuses its write (403) and the
+    event is retried. etcd-druid clears the annotation meanwhile. Nothing was written, so Medic
+    must not take druid's fix for its own ('found in place', an audit entry of a write it never
+    made): the retry judges afresh and finds it already fixed."""
+    ns, name = real_namespace, "etcd-refused"
+    world = ApiWorld(control_plane)
+    world.put(objects.gardener_etcd(name, ns), manager="gardenlet")
+    kubeconfig = read_only_medic(control_plane, ns)
+    async with e2e.on_cluster(
+        tmp_path / "medic", kubeconfig, tuned_rules(TIMINGS), timings=TIMINGS
+    ) as rig:
+
+        async def refused() -> bool:
+            return "403 Forbidden" in rig.logs()["remediator"]
+
+        await eventually(refused, timeout=30.0, interval=0.2)
+        world.patch_merge(
+            gardener.API_VERSION,
+            gardener.KIND,
+            name,
+            ns,
+            {"metadata": {"annotations": {gardener.OPERATION: None}}},
+            manager="etcd-druid",
+        )
+        result = await e2e.result_for(rig, name, ["skipped", "applied", "succeeded", "failed"])
+        assert result.data.outcome.value == "skipped", result.data.reason
+        assert result.data.reason.startswith("already-fixed"), result.data.reason
+        assert not [a for a in await rig.audit() if a.data.object.name == name]
+    e2e.assert_services_exited_cleanly(rig)
