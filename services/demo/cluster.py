@@ -4,7 +4,9 @@ A real cluster answers Medic's writes: helm-controller reconciles when `requeste
 Fleet agent redeploys when `forceSyncGeneration` moves, etcd-druid handles a (re-)applied
 operation annotation. Each `Controller` does the same on the sandbox, or deliberately does not
 (`healthy=False`) so that verification fails and Medic escalates. Hooks run inside the write
-(sandbox LIMITS), so they only record a wish and apply it with their own write.
+(sandbox LIMITS), so they only record a wish and apply it with their own write. On a real
+kube-apiserver the same controllers are fed by watches (`medic.testing.played.ApiWorld`), so
+their decisions live here only, for both servers.
 """
 
 from __future__ import annotations
