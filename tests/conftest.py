@@ -68,6 +68,7 @@ async def etcd_cluster(tmp_path: Path) -> AsyncIterator[EtcdCluster]:
 # --- the real control plane (kube-apiserver + etcd 3.6 built from Go modules) -------------------
 
 REAL_CLUSTER_CRDS = ("flux", "fleet", "gardener")
+REAL_FIXTURES = {"control_plane", "etcd3_control_plane"}
 _upstream_error: list[str] = []
 
 
@@ -92,8 +93,8 @@ def pytest_collection_modifyitems(
     real = [
         item
         for item in items
-        if "control_plane" in getattr(item, "fixturenames", ())
-        or item.get_closest_marker("realcluster") is not None  # e.g. a parametrized server
+        if REAL_FIXTURES & set(getattr(item, "fixturenames", ()))
+        or item.get_closest_marker("realcluster") is not None
     ]
     for item in real:
         item.add_marker(pytest.mark.realcluster)
@@ -112,10 +113,21 @@ def pytest_collection_modifyitems(
 def control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """One real etcd 3.6 + kube-apiserver 1.34 for the session, with the Flux, Fleet and
     Gardener CRDs; tests share it, each in namespaces of its own (`real_namespace`)."""
+    yield from _running_plane(tmp_path_factory.mktemp("controlplane"), etcd_members=1)
+
+
+@pytest.fixture(scope="session")
+def etcd3_control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
+    """Like `control_plane`, on a three-member etcd: for tests that kill or restart an etcd
+    member (a leader change under kube-apiserver) or restart kube-apiserver itself."""
+    yield from _running_plane(tmp_path_factory.mktemp("controlplane3"), etcd_members=3)
+
+
+def _running_plane(base_dir: Path, etcd_members: int) -> Iterator[ControlPlane]:
     reason = upstream.missing_reason() or (_upstream_error[0] if _upstream_error else None)
     if reason is not None:
         _unavailable(reason)
-    plane = ControlPlane(base_dir=tmp_path_factory.mktemp("controlplane"), crds=REAL_CLUSTER_CRDS)
+    plane = ControlPlane(base_dir=base_dir, etcd_members=etcd_members, crds=REAL_CLUSTER_CRDS)
     try:
         plane.start()
     except (ControlPlaneError, upstream.UpstreamUnavailableError) as error:

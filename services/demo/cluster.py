@@ -4,7 +4,9 @@ A real cluster answers Medic's writes: helm-controller reconciles when `requeste
 Fleet agent redeploys when `forceSyncGeneration` moves, etcd-druid handles a (re-)applied
 operation annotation. Each `Controller` does the same on the sandbox, or deliberately does not
 (`healthy=False`) so that verification fails and Medic escalates. Hooks run inside the write
-(sandbox LIMITS), so they only record a wish and apply it with their own write.
+(sandbox LIMITS), so they only record a wish and apply it with their own write. On a real
+kube-apiserver the same controllers are fed by watches (`medic.testing.played.ApiWorld`), so
+their decisions live here only, for both servers.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from medic.sandbox import SandboxStore
+from medic.demo.world import World
 from medic.testing import objects
 from medic.upstream import fleet, flux, gardener
 
@@ -35,10 +37,10 @@ class HelmController:
     only: set[tuple[str, str]] | None = None  # (namespace, name) it answers for; None = all
     handled: list[tuple[str, str, str]] = field(default_factory=list)
 
-    def install(self, store: SandboxStore) -> None:
+    def install(self, store: World) -> None:
         store.on_write(flux.KIND, self.on_write)
 
-    def on_write(self, store: SandboxStore, change: str, obj: Obj) -> None:
+    def on_write(self, store: World, change: str, obj: Obj) -> None:
         name, namespace = _meta(obj)
         if change != "MODIFIED" or (self.only is not None and (namespace, name) not in self.only):
             return
@@ -79,10 +81,10 @@ class FleetAgent:
     healthy: bool = True
     handled: list[tuple[str, str, int]] = field(default_factory=list)
 
-    def install(self, store: SandboxStore) -> None:
+    def install(self, store: World) -> None:
         store.on_write("Bundle", self.on_write)
 
-    def on_write(self, store: SandboxStore, change: str, obj: Obj) -> None:
+    def on_write(self, store: World, change: str, obj: Obj) -> None:
         name, namespace = _meta(obj)
         generation = int((obj.get("spec") or {}).get("forceSyncGeneration") or 0)
         seen = [g for n, ns, g in self.handled if (ns, n) == (namespace, name)]
@@ -109,7 +111,7 @@ class FleetAgent:
                 self.redeploy(store, bd_name, bd_namespace, generation)
 
     @staticmethod
-    def redeploy(store: SandboxStore, name: str, namespace: str, generation: int = 0) -> None:
+    def redeploy(store: World, name: str, namespace: str, generation: int = 0) -> None:
         """What the controller and agent do next: the options Secret again, and Ready."""
         store.put(objects.values_secret(name, namespace), manager="fleetcontroller")
         store.patch_merge(
@@ -146,10 +148,10 @@ class EtcdDruid:
     removed: set[tuple[str, str]] = field(default_factory=set)
     handled: list[tuple[str, str]] = field(default_factory=list)
 
-    def install(self, store: SandboxStore) -> None:
+    def install(self, store: World) -> None:
         store.on_write(gardener.KIND, self.on_write)
 
-    def on_write(self, store: SandboxStore, change: str, obj: Obj) -> None:
+    def on_write(self, store: World, change: str, obj: Obj) -> None:
         key = _meta(obj)
         present = gardener.operation_annotations(obj)
         if change != "MODIFIED":

@@ -9,14 +9,29 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Sequence
+from typing import Protocol
 
 from medic.demo.cluster import FleetAgent
 from medic.demo.observer import Observer
 from medic.demo.scenarios import Scenario
-from medic.demo.stack import Stack
+from medic.demo.world import World
+from medic.testing.etcd import EtcdCluster
 
 
-def playable(stack: Stack, scenarios: Sequence[Scenario]) -> tuple[list[Scenario], dict[str, str]]:
+class Cluster(Protocol):
+    """What the story is played on: the demo's `Stack` (sandbox) or a real control plane."""
+
+    @property
+    def store(self) -> World: ...
+    @property
+    def etcd(self) -> EtcdCluster | None: ...
+    @property
+    def etcd_missing(self) -> str | None: ...
+
+
+def playable(
+    stack: Cluster, scenarios: Sequence[Scenario]
+) -> tuple[list[Scenario], dict[str, str]]:
     """The scenarios this stack can play, and why the others cannot."""
     skipped = {
         s.key: stack.etcd_missing or "no etcd"
@@ -26,13 +41,13 @@ def playable(stack: Stack, scenarios: Sequence[Scenario]) -> tuple[list[Scenario
     return [s for s in scenarios if s.key not in skipped], skipped
 
 
-def stage(stack: Stack, scenarios: Sequence[Scenario], observer: Observer) -> None:
+def stage(stack: Cluster, scenarios: Sequence[Scenario], observer: Observer) -> None:
     for scenario in scenarios:
         scenario.stage(stack.store)
         observer.staged(scenario)
 
 
-async def disturb(stack: Stack, scenarios: Sequence[Scenario], observer: Observer) -> None:
+async def disturb(stack: Cluster, scenarios: Sequence[Scenario], observer: Observer) -> None:
     """What happens in the cluster after staging: an etcd leader dies, Fleet heals in time."""
     async with asyncio.TaskGroup() as tg:
         if stack.etcd is not None and any(s.needs_etcd for s in scenarios):
@@ -42,7 +57,7 @@ async def disturb(stack: Stack, scenarios: Sequence[Scenario], observer: Observe
                 tg.create_task(heal(stack, scenario, scenario.heals_after, observer))
 
 
-async def kill_etcd_leader(stack: Stack, observer: Observer, down_for: float = 1.5) -> float:
+async def kill_etcd_leader(stack: Cluster, observer: Observer, down_for: float = 1.5) -> float:
     """SIGKILL the leader while releases fail; restart it; return when the kill happened."""
     assert stack.etcd is not None
     leader = await stack.etcd.wait_leader()
@@ -55,7 +70,7 @@ async def kill_etcd_leader(stack: Stack, observer: Observer, down_for: float = 1
     return killed_at
 
 
-async def heal(stack: Stack, scenario: Scenario, after: float, observer: Observer) -> None:
+async def heal(stack: Cluster, scenario: Scenario, after: float, observer: Observer) -> None:
     await asyncio.sleep(after)  # the agent's next reconcile comes when it comes
     target = scenario.target
     FleetAgent.redeploy(stack.store, target.name, target.namespace)

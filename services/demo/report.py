@@ -8,7 +8,7 @@ from typing import Any
 
 from medic.demo.observer import Observer
 from medic.demo.scenarios import Scenario
-from medic.sandbox import SandboxStore
+from medic.demo.world import World
 from medic.schemas import Outcome
 
 
@@ -45,7 +45,7 @@ def _since(at: float | None, start: float | None) -> float | None:
     return None if at is None or start is None else round(at - start, 2)
 
 
-def judge(observer: Observer, store: SandboxStore, scenario: Scenario) -> ScenarioReport:
+def judge(observer: Observer, store: World, scenario: Scenario) -> ScenarioReport:
     story = observer.stories[scenario.key]
     problems: list[str] = []
     if scenario.quiet:
@@ -89,7 +89,7 @@ def judge(observer: Observer, store: SandboxStore, scenario: Scenario) -> Scenar
 
 def build(
     observer: Observer,
-    store: SandboxStore,
+    store: World,
     scenarios: Sequence[Scenario],
     not_run: dict[str, str],
 ) -> Report:

@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
-from medic.sandbox import SandboxStore
+from medic.demo.world import World
 from medic.schemas import Outcome
 from medic.testing import helm as helm_objects
 from medic.testing import objects
@@ -53,7 +53,7 @@ class Scenario:
     objects: tuple[Obj, ...]
     expect: tuple[tuple[str, Outcome], ...] = ()  # (rule, final outcome) for the target
     quiet: bool = False  # nothing may be done or said about the target
-    verify: Callable[[SandboxStore], str | None] = field(default=lambda _store: None)
+    verify: Callable[[World], str | None] = field(default=lambda _store: None)
     needs_etcd: bool = False
     heals_after: float | None = None  # the cluster repairs it by itself after this many seconds
     verify_untouched: bool = False  # the final check: nothing staged was written since
@@ -66,10 +66,10 @@ class Scenario:
 
     staged: dict[tuple[str, str, str], str] = field(default_factory=dict, compare=False)
 
-    def stage(self, store: SandboxStore) -> None:
+    def stage(self, store: World) -> None:
         if self.stored_by_older is not None:
             group, kind, older, _ = self.stored_by_older
-            store.set_storage_version(group, kind, older)
+            _storage_setter(store)(group, kind, older)
         for obj in self.objects:
             stored = store.put(obj, manager=_manager(obj))
             meta = stored["metadata"]
@@ -77,9 +77,9 @@ class Scenario:
             self.staged[key] = meta["resourceVersion"]
         if self.stored_by_older is not None:
             group, kind, _, current = self.stored_by_older
-            store.set_storage_version(group, kind, current)
+            _storage_setter(store)(group, kind, current)
 
-    def untouched(self, store: SandboxStore) -> str | None:
+    def untouched(self, store: World) -> str | None:
         """None when every staged object still has the resourceVersion it was staged with."""
         for obj in self.objects:
             meta = obj["metadata"]
@@ -89,7 +89,7 @@ class Scenario:
                 return f"{obj['kind']} {meta.get('namespace')}/{meta['name']} was changed"
         return None
 
-    def check(self, store: SandboxStore) -> str | None:
+    def check(self, store: World) -> str | None:
         """What is wrong with the final cluster state, or None."""
         if self.verify_untouched:
             return self.untouched(store)
@@ -120,7 +120,7 @@ def _ready(obj: Obj | None) -> bool:
 
 # --------------------------------------------------------------------------- S1
 def s1(namespace: str = "apps", name: str = "podinfo") -> Scenario:
-    def verify(store: SandboxStore) -> str | None:
+    def verify(store: World) -> str | None:
         obj = store.get(HR_V2, flux.KIND, name, namespace)
         status = (obj or {}).get("status") or {}
         if not _ready(obj):
@@ -145,17 +145,36 @@ def s1(namespace: str = "apps", name: str = "podinfo") -> Scenario:
 CRD_API_VERSION = "apiextensions.k8s.io/v1"
 
 
+def _storage_setter(store: World) -> Callable[[str, str, str], None]:
+    """Moving a CRD's storage version (as a Flux upgrade does) is the sandbox's; on a real API
+    server the CRD itself is upgraded (tests/remediator/test_real_flux_upgrade.py)."""
+    setter = getattr(store, "set_storage_version", None)
+    if setter is None:
+        raise NotImplementedError("staging objects at an older storage version needs the sandbox")
+    return cast("Callable[[str, str, str], None]", setter)
+
+
+def _crds(store: World) -> list[Obj]:
+    """The sandbox keeps CRDs apart from other objects; a real API server lists them."""
+    crds = getattr(store, "crds", None)
+    return (
+        list(crds())
+        if crds is not None
+        else store.list(CRD_API_VERSION, "CustomResourceDefinition")
+    )
+
+
 def s2_migrate(namespace: str = "apps", names: tuple[str, ...] = ("cart", "search")) -> Scenario:
     """Flux 2.1 -> 2.2: HelmReleases stored at v2beta1, so the CRD's status.storedVersions lists
     v2beta1 besides the storage version and the next Flux's CRD would be refused. Medic does
     what `flux migrate` does: `{}` on every object, then storedVersions trimmed."""
 
-    def verify(store: SandboxStore) -> str | None:
+    def verify(store: World) -> str | None:
         for name in names:
             stored = store.stored_version(flux.GROUP, flux.KIND, name, namespace)
             if stored != flux.STORAGE_VERSION:
                 return f"{name} still stored at {stored}"
-        (crd,) = [c for c in store.crds() if c["metadata"]["name"] == flux.CRD_NAME]
+        (crd,) = [c for c in _crds(store) if c["metadata"]["name"] == flux.CRD_NAME]
         versions = crd["status"]["storedVersions"]
         return None if versions == [flux.STORAGE_VERSION] else f"storedVersions is {versions}"
 
@@ -180,7 +199,7 @@ def s2(namespace: str = "apps", name: str = "frontend", dependency: str = "backe
     """After the upgrade: DependencyNotReady and an old-format message although the dependency is
     Ready; `flux reconcile hr --force` (requestedAt = forceAt) repairs it."""
 
-    def verify(store: SandboxStore) -> str | None:
+    def verify(store: World) -> str | None:
         obj = store.get(HR_V2, flux.KIND, name, namespace)
         status = (obj or {}).get("status") or {}
         token = ((obj or {}).get("metadata") or {}).get("annotations", {}).get(flux.FORCE_AT)
@@ -197,6 +216,35 @@ def s2(namespace: str = "apps", name: str = "frontend", dependency: str = "backe
     return Scenario(
         key="S2",
         title="Stale DependencyNotReady after a Flux upgrade: reconcile with --force",
+        target=Target(HR_V2, flux.KIND, namespace, name),
+        objects=(ready_dep, stale),
+        expect=((S2_FORCE, Outcome.SUCCEEDED),),
+        verify=verify,
+    )
+
+
+def s2_stale(
+    namespace: str = "apps", name: str = "frontend", dependency: str = "backend"
+) -> Scenario:
+    """S2's stale status alone, on a HelmRelease already at the storage version: Flux 2.7
+    (helm-controller v1.4) no longer serves v2beta1, so a real API server cannot stage S2 itself."""
+
+    def verify(store: World) -> str | None:
+        obj = store.get(HR_V2, flux.KIND, name, namespace)
+        status = (obj or {}).get("status") or {}
+        if not _ready(obj) or status.get("lastHandledForceAt") is None:
+            return "no forced reconcile made it Ready"
+        return None
+
+    ready_dep = objects.helmrelease(
+        dependency, namespace, status=objects.ready_status(dependency, namespace)
+    )
+    stale = objects.helmrelease(
+        name, namespace, depends_on=[dependency], status=objects.stale_status(dependency)
+    )
+    return Scenario(
+        key="S2-stale",
+        title="HelmRelease with a stale DependencyNotReady after a Flux upgrade: force a reconcile",
         target=Target(HR_V2, flux.KIND, namespace, name),
         objects=(ready_dep, stale),
         expect=((S2_FORCE, Outcome.SUCCEEDED),),
@@ -307,7 +355,7 @@ def deployer_rbac(namespace: str, identity: str = "ci-deployer") -> tuple[Obj, O
 def s3(namespace: str = "shop", release: str = "checkout", *, rbac_fixed: bool = True) -> Scenario:
     secret_name = helm.secret_name(release, 1)
 
-    def verify(store: SandboxStore) -> str | None:
+    def verify(store: World) -> str | None:
         secret = store.get("v1", "Secret", secret_name, namespace) or {}
         label = ((secret.get("metadata") or {}).get("labels") or {}).get(helm.LABEL_STATUS)
         record = helm.decode_secret_data(str((secret.get("data") or {}).get(helm.DATA_KEY, "")))
@@ -319,7 +367,9 @@ def s3(namespace: str = "shop", release: str = "checkout", *, rbac_fixed: bool =
     pending = helm_objects.release_secret(
         release, namespace, status="pending-install", modified_ago=900
     )
-    staged: tuple[Obj, ...] = (pending, *deployer_rbac(namespace)) if rbac_fixed else (pending,)
+    # The fixed RBAC exists before the stuck release is seen (on a real API server each object
+    # becomes visible on its own, so the order matters: a Secret first is judged without RBAC).
+    staged: tuple[Obj, ...] = (*deployer_rbac(namespace), pending) if rbac_fixed else (pending,)
     outcome = Outcome.SUCCEEDED if rbac_fixed else Outcome.ESCALATED
     title = (
         "Helm release stuck in pending-install (RBAC since fixed): back up, mark failed"
@@ -348,7 +398,7 @@ def s4(
     controller (Fleet >= 0.15) marks it `waitingForValues`. The redeploy is requested on the
     Bundle, whose forceSyncGeneration the controller copies into the BundleDeployment."""
 
-    def verify(store: SandboxStore) -> str | None:
+    def verify(store: World) -> str | None:
         owner = store.get(fleet.API_VERSION, "Bundle", name, FLEET_NS) or {}
         generation = (owner.get("spec") or {}).get(fleet.FORCE_SYNC_GENERATION)
         bd = store.get(fleet.API_VERSION, fleet.KIND, name, namespace) or {}
@@ -389,7 +439,7 @@ def s5(
     name: str = "etcd-main",
     key: str = gardener.GARDENER_OPERATION,
 ) -> Scenario:
-    def verify(store: SandboxStore) -> str | None:
+    def verify(store: World) -> str | None:
         obj = store.get(gardener.API_VERSION, gardener.KIND, name, namespace) or {}
         left = gardener.operation_annotations(obj)
         return f"operation annotation still there: {', '.join(left)}" if left else None

@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Final, Any
 
 import structlog
 from pydantic import ValidationError
@@ -35,13 +35,14 @@ from medic.remediator.rules.index import CompiledRule
 from medic.remediator.rules.loader import action_problems, describe
 from medic.runtime.bus import Bus
 from medic.runtime.errors import PermanentError
-from medic.runtime.kube import ConflictError, KubeError, NotFoundError
+from medic.runtime.kube import ConflictError, InvalidError, KubeError, NotFoundError
 from medic.schemas import Event, ObjectRef, Outcome, ReleaseEvent
 
 log = structlog.get_logger(__name__)
 Publish = Callable[..., Awaitable[None]]
 
 
+REJUDGE: Final = object()  # the write lost a race: plan again from the object as it is now
 INTERRUPTED = "applied; verification interrupted by shutdown"
 
 
@@ -129,11 +130,8 @@ class Runner:
             if dry_run:
                 await self._audit(decision, event, target, plan, "dry-run")
                 return RunOutcome(Outcome.PLANNED, "dry-run", plan)
-            try:
-                if on_writing is not None:
-                    await on_writing()
-                after = await self._apply(decision, plan, on_applied)
-            except ConflictError:
+            after = await self._write_or_rejudge(decision, plan, on_applied, on_writing)
+            if after is REJUDGE:
                 log.info("write_conflict_rejudging", rule=decision.name, event_id=event.id)
                 continue
             await self._audit(decision, event, target, plan, "written", after=after)
@@ -147,6 +145,38 @@ class Runner:
             )
             return verified_outcome(verified, plan, spec.verify.condition)
         return RunOutcome(Outcome.FAILED, "kept conflicting with other writers", None)
+
+    async def _write_or_rejudge(
+        self,
+        decision: Decision,
+        plan: Plan,
+        on_applied: Callable[[], Awaitable[None]] | None,
+        on_writing: Callable[[], Awaitable[None]] | None,
+    ) -> Any:
+        """The written object, or REJUDGE when another writer got there first."""
+        try:
+            if on_writing is not None:
+                await on_writing()
+            return await self._apply(decision, plan, on_applied)
+        except ConflictError:
+            return REJUDGE
+        except InvalidError:
+            # A JSON patch is applied to the object as it is now before its resourceVersion
+            # is compared: when a concurrent write took the path it removes, kube-apiserver
+            # answers 422, not 409. A moved resourceVersion says it was the race.
+            if not await self._moved(plan):
+                raise
+            return REJUDGE
+
+    async def _moved(self, plan: Plan) -> bool:
+        """Whether the object changed (or went) since `plan` judged it."""
+        if plan.rt is None or not plan.resource_version:
+            return False
+        try:
+            now = await self.context.kube.get(plan.rt, plan.name, plan.namespace)
+        except NotFoundError:
+            return True
+        return bool(now["metadata"]["resourceVersion"] != plan.resource_version)
 
     async def _apply(
         self,

@@ -34,7 +34,7 @@ from medic.runtime import subjects
 from medic.runtime.bus import Bus
 from medic.runtime.consumer import Consumer, ConsumerSpec, Delivery
 from medic.runtime.errors import Deferred, TransientError
-from medic.runtime.kube import KubeClient
+from medic.runtime.kube import KubeClient, KubeError
 from medic.runtime.lifecycle import ServiceContext
 from medic.schemas import (
     EtcdCondition,
@@ -305,9 +305,14 @@ class RemediatorService:
         async def applied() -> None:
             await self.state.mark_applied(event.id, decision.name)
 
-        result = await self.runner.execute(
-            decision, event, delivery.in_progress, applied, on_writing=writing
-        )
+        try:
+            result = await self.runner.execute(
+                decision, event, delivery.in_progress, applied, on_writing=writing
+            )
+        except KubeError as error:
+            if 400 <= error.status < 500:  # the server answered and refused: nothing was written
+                await self.state.mark_not_written(event.id, decision.name)
+            raise
         if (
             claim == "resumed-writing"
             and result.outcome is Outcome.SKIPPED

@@ -176,6 +176,12 @@ class StateStore:
         key = f"claim.{stable_id(event_id, rule)}"
         await self._update_held(key, {"writing": datetime.now(UTC).isoformat()}, last=False)
 
+    async def mark_not_written(self, event_id: str, rule: str) -> None:
+        """The API server refused the write (4xx): nothing was written, so the next owner of this
+        claim judges afresh instead of taking a fix someone else made for this one's."""
+        key = f"claim.{stable_id(event_id, rule)}"
+        await self._update_held(key, {"writing": None}, last=False)
+
     async def mark_applied(self, event_id: str, rule: str) -> None:
         """Written right after the fix: a later owner of this claim reports, never re-applies."""
         key = f"claim.{stable_id(event_id, rule)}"

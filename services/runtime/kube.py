@@ -433,8 +433,9 @@ class KubeClient:
             metadata["resourceVersion"] = resource_version
             body = {**body, "metadata": metadata}
         elif resource_version and patch_type == "json":
-            # Not a `test` op: the API server answers a failed test with 422 Invalid, while a
-            # resourceVersion written by the patch is a precondition it answers with 409.
+            # Not a `test` op: kube-apiserver answers a failed test with 422 Invalid (no details),
+            # so a race would read as a bad patch. A resourceVersion in the patched object is the
+            # update's precondition, answered with 409 Conflict, as for a merge patch.
             pin = {"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version}
             body = [pin, *body]
         return await self.request(

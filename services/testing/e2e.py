@@ -1,5 +1,6 @@
-"""The end-to-end rig: a demo `Stack`, receivers for Slack and signed webhooks, and the three
-services as separate OS processes (`python -m medic.cli watcher|remediator|notifier`).
+"""The end-to-end rig: a demo `Stack` (or a real control plane, `running_on_plane`), receivers
+for Slack and signed webhooks, and the three services as separate OS processes
+(`python -m medic.cli watcher|remediator|notifier`).
 
 Every process reads the stack's settings file (`MEDIC_CONFIG`) and gets its own health port;
 the rig waits until each answers `/readyz`, and on exit stops them with SIGTERM and records
@@ -13,20 +14,31 @@ import json
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 import yaml
 
 from medic.demo import play, report
 from medic.demo.observer import Observer
 from medic.demo.scenarios import Scenario
-from medic.demo.stack import Controllers, Stack, Timings, rules_yaml, service_settings
+from medic.demo.stack import (
+    Controllers,
+    Stack,
+    Timings,
+    rules_yaml,
+    service_settings,
+    tuned_rules,
+)
 from medic.remediator.rules.model import Rule
 from medic.runtime import health
 from medic.runtime.bus import Bus
 from medic.runtime.embedded_nats import EmbeddedNats, free_port
 from medic.runtime.settings import NatsSettings
 from medic.schemas import AuditEntry, Message, RemediationResult
+from medic.testing.controlplane import ControlPlane
+from medic.testing.etcd import EtcdCluster
 from medic.testing.notifier import stream_messages
+from medic.testing.played import ApiWorld
 from medic.testing.processes import ServiceProcess
 from medic.testing.receivers import SlackReceiver, StandardWebhookReceiver
 from medic.testing.waiting import eventually
@@ -35,9 +47,25 @@ SERVICES = ("watcher", "remediator", "notifier")
 WEBHOOK_SECRET = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 
 
+class ScenarioCluster(play.Cluster, Protocol):
+    @property
+    def timings(self) -> Timings: ...
+
+
+@dataclass
+class PlaneStack:
+    """A real control plane as the scenarios' cluster: what `Stack` is for the sandbox."""
+
+    plane: ControlPlane
+    store: ApiWorld
+    etcd: EtcdCluster | None
+    timings: Timings
+    etcd_missing: str | None = None
+
+
 @dataclass
 class Rig:
-    stack: Stack
+    stack: ScenarioCluster
     observer: Observer
     slack: SlackReceiver
     webhook: StandardWebhookReceiver
@@ -82,34 +110,100 @@ async def running(
     async with (
         SlackReceiver() as slack,
         StandardWebhookReceiver(WEBHOOK_SECRET) as webhook,
-    ):
-        channels = [
-            {"name": "slack", "type": "slack", "options": {"webhook_url": slack.webhook_url}},
-            {
-                "name": "hooks",
-                "type": "webhook",
-                "options": {"url": webhook.url, "secret": WEBHOOK_SECRET},
-            },
-        ]
-        async with Stack.start(
+        Stack.start(
             directory,
             with_etcd=with_etcd,
             dry_run=dry_run,
-            channels=channels,
+            channels=channel_settings(slack, webhook),
             controllers=controllers,
             timings=timings,
-        ) as stack:
-            observer = Observer(scenarios)
-            await observer.start(stack.nats.url)
-            bus = await Bus.connect(NatsSettings(urls=[stack.nats.url]), name="e2e-test")
-            processes: dict[str, ServiceProcess] = {}
-            rig = Rig(stack, observer, slack, webhook, processes, bus)
-            try:
-                async with services(directory, stack.config_path, processes, rig.exit_codes):
-                    yield rig
-            finally:
-                await bus.close()
-                await observer.stop()
+        ) as stack,
+    ):
+        observer = Observer(scenarios)
+        await observer.start(stack.nats.url)
+        bus = await Bus.connect(NatsSettings(urls=[stack.nats.url]), name="e2e-test")
+        processes: dict[str, ServiceProcess] = {}
+        rig = Rig(stack, observer, slack, webhook, processes, bus)
+        try:
+            async with services(directory, stack.config_path, processes, rig.exit_codes):
+                yield rig
+        finally:
+            await bus.close()
+            await observer.stop()
+
+
+def channel_settings(
+    slack: SlackReceiver, webhook: StandardWebhookReceiver
+) -> list[dict[str, Any]]:
+    return [
+        {"name": "slack", "type": "slack", "options": {"webhook_url": slack.webhook_url}},
+        {
+            "name": "hooks",
+            "type": "webhook",
+            "options": {"url": webhook.url, "secret": WEBHOOK_SECRET},
+        },
+    ]
+
+
+@contextlib.asynccontextmanager
+async def running_on_plane(
+    directory: Path,
+    scenarios: Sequence[Scenario],
+    plane: ControlPlane,
+    *,
+    with_etcd: bool = False,
+    controllers: Controllers | None = None,
+    timings: Timings | None = None,
+) -> AsyncIterator[Rig]:
+    """As `running`, on a real kube-apiserver: the played controllers watch it (`ApiWorld`),
+    the watcher looks only at the scenarios' namespaces (other tests share the server), and
+    with `with_etcd` the etcd probe watches the plane's own etcd, the one under kube-apiserver."""
+    timings = timings or Timings()
+    world = ApiWorld(plane)
+    played = controllers or Controllers()
+    for controller in (played.helm, played.fleet, played.druid):
+        controller.install(world)
+    async with (
+        SlackReceiver() as slack,
+        StandardWebhookReceiver(WEBHOOK_SECRET) as webhook,
+        contextlib.AsyncExitStack() as stack,
+    ):
+        nats = EmbeddedNats(data_dir=directory / "nats")
+        await nats.start()
+        stack.push_async_callback(nats.stop)
+        rules = directory / "rules.yaml"
+        rules.write_text(rules_yaml(tuned_rules(timings)))
+        settings = service_settings(
+            nats_url=nats.url,
+            kubeconfig=plane.kubeconfig,
+            rules=rules,
+            etcd_endpoints=plane.etcd.client_urls if with_etcd else [],
+            channels=channel_settings(slack, webhook),
+            timings=timings,
+        )
+        only_in(
+            settings, {o["metadata"].get("namespace", "") for s in scenarios for o in s.objects}
+        )
+        config_path = directory / "medic.yaml"
+        config_path.write_text(yaml.safe_dump(settings, sort_keys=False))
+        observer = Observer(scenarios)
+        await observer.start(nats.url)
+        stack.push_async_callback(observer.stop)
+        bus = await Bus.connect(NatsSettings(urls=[nats.url]), name="e2e-test")
+        stack.push_async_callback(bus.close)
+        await stack.enter_async_context(world.playing())
+        on_plane = PlaneStack(plane, world, plane.etcd if with_etcd else None, timings)
+        rig = Rig(on_plane, observer, slack, webhook, {}, bus)
+        async with services(directory, config_path, rig.processes, rig.exit_codes):
+            yield rig
+
+
+def only_in(settings: dict[str, Any], namespaces: set[str]) -> None:
+    """Every Kubernetes source of the watcher looks only at `namespaces`."""
+    config = settings["watcher"]["config"]
+    for source in settings["watcher"]["sources"]:
+        if source != "etcd_probe":
+            config.setdefault(source, {})["filter"] = {"namespaces": sorted(namespaces - {""})}
 
 
 @contextlib.asynccontextmanager
@@ -188,6 +282,7 @@ async def assert_told_people(rig: Rig, scenario: Scenario, outcome: str) -> None
 
 def assert_clean_exit(rig: Rig) -> None:
     assert rig.exit_codes == {"watcher": 0, "remediator": 0, "notifier": 0}, rig.exit_codes
+    assert not rig.stack.store.hook_errors, rig.stack.store.hook_errors
     for name, text in rig.logs().items():
         assert "Traceback" not in text, f"{name}:\n{text[-4000:]}"
 

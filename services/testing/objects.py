@@ -31,6 +31,14 @@ def condition(
     }
 
 
+def druid_condition(kind: str, status: str, reason: str, message: str) -> dict[str, Any]:
+    """etcd-druid's Condition: `lastUpdateTime` required, no observedGeneration
+    (etcd-druid api/core/v1alpha1 types_common.go, Condition)."""
+    found = condition(kind, status, reason, message)
+    del found["observedGeneration"]
+    return {**found, "lastUpdateTime": found["lastTransitionTime"]}
+
+
 def helmrelease(
     name: str,
     namespace: str = "apps",
@@ -204,19 +212,6 @@ def values_secret(name: str, namespace: str) -> dict[str, Any]:
     }
 
 
-def druid_condition(kind: str, status: str, reason: str, message: str) -> dict[str, Any]:
-    """A condition as etcd-druid writes it (its CRD requires lastUpdateTime as well)."""
-    now = timestamp()
-    return {
-        "type": kind,
-        "status": status,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": now,
-        "lastUpdateTime": now,
-    }
-
-
 def gardener_etcd(
     name: str,
     namespace: str,
@@ -233,7 +228,8 @@ def gardener_etcd(
         "metadata": {"name": name, "namespace": namespace, "annotations": annotations},
         "spec": {
             "replicas": 3,
-            "labels": {"app": "etcd-statefulset", "role": name.removeprefix("etcd-")},
+            # Required by etcd-druid's CRD (api core/v1alpha1 EtcdSpec.Labels); gardenlet's values.
+            "labels": {"app": "etcd-statefulset", "gardener.cloud/role": "controlplane"},
             "etcd": {"quota": "8Gi"},
             "backup": {"store": {"prefix": name}},
         },

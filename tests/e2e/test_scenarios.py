@@ -2,12 +2,19 @@
 processes on a real nats-server, the Kubernetes API sandbox with the controllers played, and a
 real three-member etcd for S1. Each test asserts the final cluster state, the audit trail and
 what Slack and the signed webhook received, and that every service shut down cleanly.
+
+Tests taking the `running` fixture run twice: on the sandbox, and on the real control plane
+(kube-apiserver 1.34 on etcd 3.6, the same controllers played as watch loops over the real API;
+S1 on a three-member etcd under kube-apiserver, whose leader is killed).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,14 +32,30 @@ from medic.testing.e2e import (
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(180)]
+Running = Callable[..., AbstractAsyncContextManager[e2e.Rig]]
+
+
+@pytest.fixture(params=["sandbox", pytest.param("real", marks=pytest.mark.realcluster)])
+def running(request: pytest.FixtureRequest) -> Running:
+    """`e2e.running` on the sandbox, or the same rig on the real control plane."""
+    if request.param == "sandbox":
+        return e2e.running
+
+    def on_plane(
+        directory: Path, chosen: Sequence[scenarios.Scenario], *, with_etcd: bool = False, **kw: Any
+    ) -> AbstractAsyncContextManager[e2e.Rig]:
+        plane = request.getfixturevalue("etcd3_control_plane" if with_etcd else "control_plane")
+        return e2e.running_on_plane(directory, chosen, plane, with_etcd=with_etcd, **kw)
+
+    return on_plane
 
 
 @pytest.mark.etcd
 async def test_s1_retry_waits_until_etcd_is_stable_after_its_leader_was_killed(
-    tmp_path: Path,
+    tmp_path: Path, running: Running
 ) -> None:
     s1 = scenarios.s1()
-    async with e2e.running(tmp_path, [s1], with_etcd=True) as rig:
+    async with running(tmp_path, [s1], with_etcd=True) as rig:
         s1.stage(rig.stack.store)
         rig.observer.staged(s1)
         await play.kill_etcd_leader(rig.stack, rig.observer)
@@ -79,6 +102,20 @@ async def test_s2_stale_status_is_force_reconciled(tmp_path: Path) -> None:
         await assert_told_people(rig, s2, "succeeded")
         assert_verdict(rig, s2)
         actions = [a.data.action for a in await audit_for(rig, s2) if a.data.outcome == "written"]
+        assert actions == ["force-reconcile"]
+    assert_clean_exit(rig)
+
+
+async def test_s2_stale_status_gets_a_forced_reconcile(tmp_path: Path, running: Running) -> None:
+    stale = scenarios.s2_stale()
+    async with running(tmp_path, [stale]) as rig:
+        play.stage(rig.stack, [stale], rig.observer)
+        await settle(rig, [stale])
+        await assert_told_people(rig, stale, "succeeded")
+        assert_verdict(rig, stale)
+        actions = [
+            a.data.action for a in await audit_for(rig, stale) if a.data.outcome == "written"
+        ]
         assert actions == ["force-reconcile"]
     assert_clean_exit(rig)
 
@@ -134,10 +171,11 @@ async def test_s3_with_rbac_still_broken_escalates_and_touches_nothing(tmp_path:
 
 async def test_s4_waits_out_the_grace_period_and_forces_only_the_stuck_bundle(
     tmp_path: Path,
+    running: Running,
 ) -> None:
     stuck = scenarios.s4()
     heals = scenarios.s4(name="catalog", heals=True)
-    async with e2e.running(tmp_path, [stuck, heals]) as rig:
+    async with running(tmp_path, [stuck, heals]) as rig:
         play.stage(rig.stack, [stuck, heals], rig.observer)
         await play.disturb(rig.stack, [stuck, heals], rig.observer)
         await settle(rig, [stuck, heals])
@@ -155,9 +193,9 @@ async def test_s4_waits_out_the_grace_period_and_forces_only_the_stuck_bundle(
     assert_clean_exit(rig)
 
 
-async def test_s5_reapplies_the_operation_annotation(tmp_path: Path) -> None:
+async def test_s5_reapplies_the_operation_annotation(tmp_path: Path, running: Running) -> None:
     s5 = scenarios.s5()
-    async with e2e.running(tmp_path, [s5]) as rig:
+    async with running(tmp_path, [s5]) as rig:
         play.stage(rig.stack, [s5], rig.observer)
         await settle(rig, [s5])
         await assert_told_people(rig, s5, "succeeded")
