@@ -16,7 +16,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Final, Any
+from typing import Any, Final
 
 import structlog
 from pydantic import ValidationError
