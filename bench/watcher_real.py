@@ -22,6 +22,7 @@ import json
 import subprocess
 import sys
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any
 
@@ -64,10 +65,12 @@ async def stage(plane: Any, objects: int) -> float:
     return time.perf_counter() - started
 
 
-def plain_list(plane: Any) -> tuple[float, dict[str, Any]]:
-    """The baseline client as its own process: (seconds from start to answer, its answer)."""
+def plain_list(real: Any) -> tuple[float, dict[str, Any]]:
+    """The baseline client as its own process: (seconds from start to answer, its answer with
+    the list requests the API server saw from it)."""
     from medic.upstream import helm
 
+    plane = real.plane
     pki = plane.pki
     argv = [
         sys.executable,
@@ -79,9 +82,18 @@ def plain_list(plane: Any) -> tuple[float, dict[str, Any]]:
         str(pki.admin_key),
         f"type={helm.SECRET_TYPE}",
     ]
-    started = time.perf_counter()
+    since, started = time.time(), time.perf_counter()
     done = subprocess.run(argv, cwd=ROOT, capture_output=True, text=True, check=True, timeout=300)
-    return time.perf_counter() - started, json.loads(done.stdout.strip().splitlines()[-1])
+    took = time.perf_counter() - started
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    deadline = time.monotonic() + 5.0  # the last page's audit line may land just after
+    while True:
+        real.audit.read()
+        entries = list(real.audit.entries.values())
+        answer["lists"] = list_shapes(entries, since, time.time(), "Python/")
+        if sum(answer["lists"].values()) >= answer["pages"] or time.monotonic() > deadline:
+            return took, answer
+        time.sleep(0.05)
 
 
 def _watching(entries: list[Any], since: float) -> dict[str, float]:
@@ -95,23 +107,32 @@ def _watching(entries: list[Any], since: float) -> dict[str, float]:
     return first
 
 
-def _lists(entries: list[Any], since: float) -> int:
-    from medic.runtime.kube import USER_AGENT
-
-    return sum(
-        1
-        for entry in entries
-        if entry.verb == "list" and entry.user_agent == USER_AGENT and entry.received >= since
-    )
+def list_shapes(entries: list[Any], since: float, until: float, agent: str) -> dict[str, int]:
+    """The list requests a client (by user agent prefix) made in [since, until]: request URI
+    without its continue token -> how many pages."""
+    shapes: dict[str, int] = {}
+    for entry in entries:
+        if entry.verb != "list" or not entry.user_agent.startswith(agent):
+            continue
+        if not since <= entry.received <= until:
+            continue
+        parts = urllib.parse.urlsplit(entry.uri)
+        query = sorted(
+            (key, value) for key, value in urllib.parse.parse_qsl(parts.query) if key != "continue"
+        )
+        shape = f"{parts.path}?{urllib.parse.urlencode(query)}"
+        shapes[shape] = shapes.get(shape, 0) + 1
+    return shapes
 
 
 async def measure_watcher(base: Path, real: Any) -> dict[str, float]:
     from bench.watcher_adapter import watcher_process
     from bench.watcher_scale import proc_status_kib
 
+    from medic.runtime.kube import USER_AGENT
+
     async with nats_bus(base) as (server, _):
         process = watcher_process(base, server.url, real.plane.kubeconfig)
-        real.audit.skip_to_end()
         since = time.time()
         process.start()
         try:
@@ -128,14 +149,15 @@ async def measure_watcher(base: Path, real: Any) -> dict[str, float]:
             watching = _watching(list(real.audit.entries.values()), since)
             await asyncio.sleep(1.0)  # let the sync's garbage settle before reading RSS
             rss_kib, hwm_kib = proc_status_kib(pid, "VmRSS"), proc_status_kib(pid, "VmHWM")
-            lists = _lists(list(real.audit.entries.values()), since)
         finally:
             await process.stop()
+    synced_at = max(watching.values())
+    entries = list(real.audit.entries.values())
     return {
-        "synced_s": max(watching.values()) - since,
+        "synced_s": synced_at - since,
         "rss_mb": rss_kib / 1024,
         "hwm_mb": hwm_kib / 1024,
-        "list_requests": lists,
+        "lists": list_shapes(entries, since, synced_at, USER_AGENT),
     }
 
 
@@ -159,7 +181,7 @@ async def _measure(base: Path, real: Any, objects: int, repeats: int) -> list[Ro
     plain: list[tuple[float, dict[str, Any]]] = []
     medic: list[dict[str, float]] = []
     for _ in range(repeats):  # interleaved, best of each: both see the same machine load
-        plain.append(await asyncio.to_thread(plain_list, real.plane))
+        plain.append(await asyncio.to_thread(plain_list, real))
         medic.append(await measure_watcher(base, real))
     base_s, base_answer = min(plain, key=lambda item: item[0])
     best = min(medic, key=lambda item: item["synced_s"])
@@ -172,7 +194,8 @@ async def _measure(base: Path, real: Any, objects: int, repeats: int) -> list[Ro
         "baseline_list_s": base_answer["list_s"],
         "baseline_items": base_answer["items"],
         "baseline_pages": base_answer["pages"],
-        "watcher_list_requests": best["list_requests"],
+        "baseline_lists": base_answer["lists"],
+        "watcher_lists": best["lists"],
         "runs": {"plain_s": [s for s, _ in plain], "watcher_s": [m["synced_s"] for m in medic]},
     }
     return [

@@ -77,6 +77,7 @@ async def test_watcher_real_benchmark_measures_sync_and_rss_against_plain_lists(
     assert all(row.medic is not None and row.baseline is not None for row in rows)
     assert rows[0].extra["baseline_items"] == 40
     assert rows[0].extra["baseline_pages"] == 2
+    assert rows[0].extra["baseline_lists"] == rows[0].extra["watcher_lists"]  # the same lists
 
 
 @pytest.mark.realcluster
