@@ -185,7 +185,7 @@ async def measure_medic(base: Path, real: Any, session: Any, problems: int) -> d
 
     names = {_name(i)[0] for i in range(problems)}
     controller = PlayedHelmController(session)
-    async with nats_bus(base) as (server, _):
+    async with nats_bus(base) as (server, bus):
         processes = await start_services(base, server.url, real.plane.kubeconfig, free_port)
         try:
             async with asyncio.TaskGroup() as group:
@@ -204,8 +204,26 @@ async def measure_medic(base: Path, real: Any, session: Any, problems: int) -> d
         finally:
             for process in processes:
                 await process.stop()
+        detected = await _detected(bus, names)
     acted = _patches(list(real.audit.entries.values()), names, since)
-    return {"written": written, "acted": acted, "seen": controller.seen}
+    return {"written": written, "acted": acted, "seen": controller.seen, "detected": detected}
+
+
+async def _detected(bus: Any, names: set[str]) -> dict[str, float]:
+    """name -> when the watcher made its first `failed` event about it (the event's time)."""
+    from medic.schemas import ReleaseEvent
+    from medic.testing.notifier import stream_messages
+
+    first: dict[str, float] = {}
+    for message in await stream_messages(bus, "MEDIC_EVENTS"):
+        if (
+            isinstance(message, ReleaseEvent)
+            and message.data.object.name in names
+            and message.data.problem.value == "failed"
+        ):
+            at, name = message.time.timestamp(), message.data.object.name
+            first[name] = min(first.get(name, at), at)
+    return first
 
 
 async def run(problems: int = 1_000, real: Any = None) -> list[Row]:
@@ -235,8 +253,14 @@ async def _measure(base: Path, real: Any, problems: int) -> list[Row]:
         base_ms = await baseline(session, problems)
         found = await measure_medic(base, real, session, problems)
     written, acted, seen = found["written"], found["acted"], found["seen"]
+    detected = found["detected"]
     medic_ms = [(acted[name] - at) * 1000 for name, at in written.items() if name in acted]
     seen_ms = [(seen[name] - at) * 1000 for name, at in written.items() if name in seen]
+    # where the time goes: the watcher (write -> its event) and the bus + remediator (-> PATCH)
+    watcher_ms = [(detected[n] - at) * 1000 for n, at in written.items() if n in detected]
+    remediator_ms = [
+        (acted[n] - detected[n]) * 1000 for n in written if n in detected and n in acted
+    ]
     if not medic_ms:
         raise RuntimeError("the remediator patched none of the failed HelmReleases")
     p50, p99 = percentile(medic_ms, 50), percentile(medic_ms, 99)
@@ -247,6 +271,9 @@ async def _measure(base: Path, real: Any, problems: int) -> list[Row]:
         "pace_per_s": PACE,
         "watch_seen_p50_ms": percentile(seen_ms, 50) if seen_ms else None,
         "watch_seen_p99_ms": percentile(seen_ms, 99) if seen_ms else None,
+        **_spread("write_to_event", watcher_ms),
+        **_spread("event_to_patch", remediator_ms),
+        "latency_by_order_ms": [round(ms, 1) for ms in medic_ms[:: max(1, len(medic_ms) // 50)]],
     }
     return [
         Row(NAME_P50, p50, percentile(base_ms, 50), "ms", "(reported)", extra=extra),
@@ -254,3 +281,9 @@ async def _measure(base: Path, real: Any, problems: int) -> list[Row]:
             NAME_P99, p99, percentile(base_ms, 99), "ms", "p99 < 100 ms", met=p99 < 100, extra=extra
         ),
     ]
+
+
+def _spread(name: str, values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {f"{name}_p50_ms": None, f"{name}_p99_ms": None}
+    return {f"{name}_p50_ms": percentile(values, 50), f"{name}_p99_ms": percentile(values, 99)}

@@ -36,7 +36,7 @@ FULL: dict[str, dict[str, Any]] = {
     "latency": {"problems": 1_000},
     "watcher": {"objects": 10_000, "changes_per_second": 50, "steady_seconds": 10.0},
     "notifier": {"count": 2_000},
-    "watcher-real": {"objects": 10_000},
+    "watcher-real": {"objects": 10_000, "repeats": 2},
     "latency-real": {"problems": 1_000},
 }
 QUICK: dict[str, dict[str, Any]] = {
