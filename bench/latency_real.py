@@ -129,8 +129,9 @@ async def baseline(session: Any, problems: int) -> list[float]:
 class PlayedHelmController:
     """helm-controller's answer to a reconcile request: Ready, having handled the token."""
 
-    def __init__(self, session: Any) -> None:
+    def __init__(self, session: Any, delay: float = 0.0) -> None:
         self.session = session
+        self.delay = delay  # a reconcile that takes this long (0: answer at once)
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.seen: dict[str, float] = {}  # name -> when the remediator's annotations were seen
 
@@ -151,6 +152,8 @@ class PlayedHelmController:
 
         while True:
             obj = await self.queue.get()
+            if self.delay:
+                await asyncio.sleep(self.delay)
             meta = obj["metadata"]
             annotations = meta.get("annotations") or {}
             status = objects.ready_status(meta["name"], meta["namespace"])
@@ -178,20 +181,22 @@ def _patches(entries: list[Any], names: set[str], since: float) -> dict[str, flo
     return first
 
 
-async def measure_medic(base: Path, real: Any, session: Any, problems: int) -> dict[str, Any]:
+async def measure_medic(
+    base: Path, real: Any, session: Any, problems: int, reconcile_delay: float
+) -> dict[str, Any]:
     from bench.latency_adapter import start_services
 
     from medic.runtime.embedded_nats import free_port
 
     names = {_name(i)[0] for i in range(problems)}
-    controller = PlayedHelmController(session)
+    controller = PlayedHelmController(session, reconcile_delay)
     async with nats_bus(base) as (server, bus):
         processes = await start_services(base, server.url, real.plane.kubeconfig, free_port)
         try:
             async with asyncio.TaskGroup() as group:
                 version = await _list_version(session)
                 watching = group.create_task(_watch(session, version, controller.on_event))
-                answering = [group.create_task(controller.answer()) for _ in range(4)]
+                answering = [group.create_task(controller.answer()) for _ in range(64)]
                 since = time.time()
                 written = await _paced(problems, _fail(session))
                 await real.audit.wait_for(
@@ -226,8 +231,9 @@ async def _detected(bus: Any, names: set[str]) -> dict[str, float]:
     return first
 
 
-async def run(problems: int = 1_000, real: Any = None) -> list[Row]:
-    """`real`: an AuditedPlane to reuse (the smoke test's); by default a fresh one."""
+async def run(problems: int = 1_000, reconcile_delay: float = 0.0, real: Any = None) -> list[Row]:
+    """`real`: an AuditedPlane to reuse (the smoke test's); by default a fresh one.
+    `reconcile_delay`: the played helm-controller answers a reconcile request this much later."""
     from bench import realcluster
 
     why = realcluster.unavailable()
@@ -240,18 +246,18 @@ async def run(problems: int = 1_000, real: Any = None) -> list[Row]:
         (base / "rules").mkdir()
         (base / "rules" / "bench.yaml").write_text(RULE)
         if real is not None:
-            return await _measure(base, real, problems)
+            return await _measure(base, real, problems, reconcile_delay)
         with realcluster.audited_plane(base / "real") as fresh:
-            return await _measure(base, fresh, problems)
+            return await _measure(base, fresh, problems, reconcile_delay)
 
 
-async def _measure(base: Path, real: Any, problems: int) -> list[Row]:
+async def _measure(base: Path, real: Any, problems: int, reconcile_delay: float) -> list[Row]:
     from bench import realcluster
 
     async with realcluster.admin_session(real.plane) as session:
         await stage(session, problems)
         base_ms = await baseline(session, problems)
-        found = await measure_medic(base, real, session, problems)
+        found = await measure_medic(base, real, session, problems, reconcile_delay)
     written, acted, seen = found["written"], found["acted"], found["seen"]
     detected = found["detected"]
     medic_ms = [(acted[name] - at) * 1000 for name, at in written.items() if name in acted]
@@ -269,6 +275,7 @@ async def _measure(base: Path, real: Any, problems: int) -> list[Row]:
         "acted": len(medic_ms),
         "baseline_seen": len(base_ms),
         "pace_per_s": PACE,
+        "reconcile_delay_s": reconcile_delay,
         "watch_seen_p50_ms": percentile(seen_ms, 50) if seen_ms else None,
         "watch_seen_p99_ms": percentile(seen_ms, 99) if seen_ms else None,
         **_spread("write_to_event", watcher_ms),
