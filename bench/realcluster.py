@@ -85,11 +85,6 @@ class AuditLog:
     entries: dict[str, AuditEntry] = field(default_factory=dict)
     _partial: bytes = b""
 
-    def skip_to_end(self) -> None:
-        self.offset = self.path.stat().st_size if self.path.exists() else 0
-        self._partial = b""
-        self.entries.clear()
-
     def read(self) -> list[AuditEntry]:
         """New entries since the last read."""
         if not self.path.exists():
