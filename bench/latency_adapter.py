@@ -120,7 +120,7 @@ async def measure(problems: int, name_p50: str, name_p99: str) -> list[Row]:
                 )
             base_ms = await baseline(sb.store, sb.url, problems)
             HelmController().install(sb.store)
-            processes = await _start_services(base, server.url, sb.kubeconfig_path, free_port)
+            processes = await start_services(base, server.url, sb.kubeconfig_path, free_port)
             try:
                 written = await _paced(
                     problems,
@@ -147,7 +147,7 @@ async def measure(problems: int, name_p50: str, name_p99: str) -> list[Row]:
     ]
 
 
-async def _start_services(base: Path, nats_url: str, kubeconfig: Path, free_port: Any) -> list[Any]:
+async def start_services(base: Path, nats_url: str, kubeconfig: Path, free_port: Any) -> list[Any]:
     from medic.testing.e2e import wait_ready
     from medic.testing.processes import ServiceProcess
 

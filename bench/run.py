@@ -1,7 +1,11 @@
 """Run Medic's benchmarks (issue 8) and print `name | medic | baseline | ratio | target | met?`.
 
     .venv/bin/python -m bench.run [--only pipeline,latency,watcher,notifier] [--quick]
+    .venv/bin/python -m bench.run --only watcher-real,latency-real   # on the real API server
     .venv/bin/python bench/run.py ...
+
+The rows on the real API server (issue 12 item 6: a real etcd + kube-apiserver built from Go
+modules, bench.realcluster) take minutes more and run only when named with --only.
 
 Each benchmark starts its own nats-server / sandbox / receiver on loopback and measures its
 baseline first and the Medic figure second, in the same run. JSON goes to bench/results/.
@@ -25,26 +29,33 @@ if __package__ in (None, ""):  # `python bench/run.py`: make `bench` importable 
 
 from bench.common import Row, not_measured, silence_logs, table, write_json
 
-from bench import latency, notifier, pipeline, watcher_scale
+from bench import latency, latency_real, notifier, pipeline, watcher_real, watcher_scale
 
 FULL: dict[str, dict[str, Any]] = {
     "pipeline": {"count": 20_000, "rule_counts": (10, 1_000, 10_000), "repeats": 3},
     "latency": {"problems": 1_000},
     "watcher": {"objects": 10_000, "changes_per_second": 50, "steady_seconds": 10.0},
     "notifier": {"count": 2_000},
+    "watcher-real": {"objects": 10_000, "repeats": 2},
+    "latency-real": {"problems": 1_000},
 }
 QUICK: dict[str, dict[str, Any]] = {
     "pipeline": {"count": 3_000, "rule_counts": (10, 1_000, 10_000), "repeats": 1},
     "latency": {"problems": 200},
     "watcher": {"objects": 1_000, "changes_per_second": 50, "steady_seconds": 3.0},
     "notifier": {"count": 300, "repeats": 1},
+    "watcher-real": {"objects": 500},
+    "latency-real": {"problems": 100},
 }
 RUNNERS: dict[str, Callable[..., Awaitable[list[Row]]]] = {
     "pipeline": pipeline.run,
     "latency": latency.run,
     "watcher": watcher_scale.run,
     "notifier": notifier.run,
+    "watcher-real": watcher_real.run,
+    "latency-real": latency_real.run,
 }
+DEFAULT = ("pipeline", "latency", "watcher", "notifier")  # the real-server rows only by --only
 
 
 async def main(only: list[str], quick: bool) -> list[Row]:
@@ -64,7 +75,11 @@ async def main(only: list[str], quick: bool) -> list[Row]:
 
 def cli(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--only", default=",".join(RUNNERS), help="comma-separated benchmarks")
+    parser.add_argument(
+        "--only",
+        default=",".join(DEFAULT),
+        help=f"comma-separated benchmarks: {', '.join(RUNNERS)} (default: {', '.join(DEFAULT)})",
+    )
     parser.add_argument("--quick", action="store_true", help="small counts (a smoke run)")
     args = parser.parse_args(argv)
     only = [name.strip() for name in args.only.split(",") if name.strip()]

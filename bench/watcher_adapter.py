@@ -59,6 +59,24 @@ async def baseline_list_seconds(kubeconfig: Path) -> float:
         await kube.close()
 
 
+def watcher_process(base: Path, nats_url: str, kubeconfig: Path) -> Any:
+    """`medic watcher` (helmrelease + helm_storage sources) as a process, not started yet."""
+    from medic.runtime.embedded_nats import free_port
+    from medic.testing.processes import ServiceProcess
+
+    env = {
+        "MEDIC_NATS__URLS": nats_url,
+        "MEDIC_KUBE__KUBECONFIG": str(kubeconfig),
+        "MEDIC_KUBE__QPS": "1000",
+        "MEDIC_KUBE__BURST": "1000",
+        "MEDIC_WATCHER_SOURCES": "helmrelease,helm_storage",
+        "MEDIC_HEALTH__PORT": str(free_port()),
+        "MEDIC_CLUSTER": "bench",
+        "MEDIC_LOG_LEVEL": "warning",
+    }
+    return ServiceProcess("watcher", env=env, log_path=base / "watcher.log")
+
+
 def _watching(store: Any, since: float) -> set[str]:
     """Which of helmreleases/secrets the sandbox has seen a watch request for since `since`."""
     seen = set()
@@ -74,9 +92,7 @@ def _watching(store: Any, since: float) -> set[str]:
 async def measure(objects: int, changes_per_second: int, steady_seconds: float) -> list[Row]:
     from bench.watcher_scale import NAMES, TARGETS, proc_cpu_seconds, proc_status_kib
 
-    from medic.runtime.embedded_nats import free_port
     from medic.sandbox import KubeSandbox
-    from medic.testing.processes import ServiceProcess
     from medic.upstream import flux
 
     with workdir("watcher") as base:
@@ -88,17 +104,7 @@ async def measure(objects: int, changes_per_second: int, steady_seconds: float) 
                 sb.store.put(release_secret(f"app-{i}", f"ns-{i % 50}"))
             listed = await baseline_list_seconds(sb.kubeconfig_path)
             startup = startup_seconds()
-            env = {
-                "MEDIC_NATS__URLS": server.url,
-                "MEDIC_KUBE__KUBECONFIG": str(sb.kubeconfig_path),
-                "MEDIC_KUBE__QPS": "1000",
-                "MEDIC_KUBE__BURST": "1000",
-                "MEDIC_WATCHER_SOURCES": "helmrelease,helm_storage",
-                "MEDIC_HEALTH__PORT": str(free_port()),
-                "MEDIC_CLUSTER": "bench",
-                "MEDIC_LOG_LEVEL": "warning",
-            }
-            process = ServiceProcess("watcher", env=env, log_path=base / "watcher.log")
+            process = watcher_process(base, server.url, sb.kubeconfig_path)
             since = time.time()
             started = time.perf_counter()
             process.start()

@@ -8,9 +8,12 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -51,6 +54,38 @@ async def test_watcher_scale_benchmark_runs_or_says_why_not() -> None:
     rows = await bench("watcher_scale").run(objects=50, changes_per_second=20, steady_seconds=0.5)
     assert len(rows) == 3
     assert all(row.medic is not None or row.note for row in rows)
+
+
+@pytest.fixture(scope="module")
+def audited_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One real control plane with the benchmarks' audit log, for both real-server smoke runs."""
+    why = bench("realcluster").unavailable()
+    if why is not None:
+        if os.environ.get("CI", "").lower() in {"1", "true", "yes"}:
+            pytest.fail(f"real control plane unavailable in CI: {why}", pytrace=False)
+        pytest.skip(why)
+    with bench("realcluster").audited_plane(tmp_path_factory.mktemp("bench-real")) as real:
+        yield real
+
+
+@pytest.mark.realcluster
+async def test_watcher_real_benchmark_measures_sync_and_rss_against_plain_lists(
+    audited_plane: Any,
+) -> None:
+    rows = await bench("watcher_real").run(objects=20, real=audited_plane)
+    assert [row.name[:2] for row in rows] == ["3r", "3r"]
+    assert all(row.medic is not None and row.baseline is not None for row in rows)
+    assert rows[0].extra["baseline_items"] == 40
+    assert rows[0].extra["baseline_pages"] == 2
+    assert rows[0].extra["baseline_lists"] == rows[0].extra["watcher_lists"]  # the same lists
+
+
+@pytest.mark.realcluster
+async def test_latency_real_benchmark_sees_every_remediator_patch(audited_plane: Any) -> None:
+    rows = await bench("latency_real").run(problems=10, real=audited_plane)
+    assert [row.name[:2] for row in rows] == ["2r", "2r"]
+    assert rows[0].extra["acted"] == 10
+    assert rows[0].extra["baseline_seen"] == 10
 
 
 def test_table_and_json_show_ratio_and_not_measured_rows(
