@@ -1,5 +1,9 @@
 """The remediator service: events in, decisions (pure engine), actions, results out. Wiring.
 
+Verifications wait parked (`Delivery.parked`, woken by a watch of the object, ended by a
+timer), so a fix that takes minutes to verify holds its event and its object's later events,
+not a worker: other objects' fixes go on meanwhile (issue 17).
+
 Results convention: every decision publishes one RemediationResult (id derived from the event,
 rule, outcome and attempt, so a redelivery re-publishes the same id and JetStream stores it
 once). `skipped` results with reason `resolved-within-grace` are never notified (the notifier
@@ -21,7 +25,7 @@ from nats.js.kv import KeyValue
 
 from medic.remediator import metrics
 from medic.remediator.actions import default_registry
-from medic.remediator.actions.base import ActionContext, ActionRegistry
+from medic.remediator.actions.base import ActionContext, ActionRegistry, Plan
 from medic.remediator.backup import BackupStore
 from medic.remediator.rules.engine import Decision, Verdict, decide, matching, problem_key
 from medic.remediator.rules.index import RuleSet
@@ -29,6 +33,7 @@ from medic.remediator.rules.loader import LoadResult, load_builtin, load_paths, 
 from medic.remediator.runner import Runner, now
 from medic.remediator.settings import RemediatorSettings
 from medic.remediator.state import StateStore
+from medic.remediator.verification import ObjectChanges, plan_of, verification_record
 from medic.runtime import subjects
 from medic.runtime.bus import Bus
 from medic.runtime.consumer import Consumer, ConsumerSpec, Delivery
@@ -51,6 +56,8 @@ log = structlog.get_logger(__name__)
 
 
 RESUMED = "applied by a previous owner that stopped before verifying; not applied again"
+# A previous owner wrote the fix and stopped while verifying: this owner ran the same check
+# until the same deadline (the claim records both); the result says what the check found.
 RESUMED_WRITE = "written by a previous owner that stopped while writing; found in place"
 
 
@@ -134,11 +141,13 @@ class RemediatorService:
     async def run(self, stop: asyncio.Event) -> None:
         async def relay_stop() -> None:
             await stop.wait()
-            self.runner.stopping.set()
+            self.runner.stop()
 
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(relay_stop())
+                if self.runner.changes is not None:
+                    tg.create_task(self.runner.changes.run(stop))
                 tg.create_task(self.consumer().run(stop))
                 if self.rules_kv is not None:
                     tg.create_task(self.watch_rules(stop))
@@ -217,8 +226,9 @@ class RemediatorService:
         started = now()
         clock = time.perf_counter()
         if claim == "resumed":
-            # Written by an owner that stopped before reporting: report it, never write twice.
-            outcome, reason, plan = Outcome.APPLIED, RESUMED, None
+            # Written by an owner that stopped before reporting: never write twice; verify what
+            # it wrote when it recorded what to check (older claims: report it as applied).
+            outcome, reason, plan = await self._resume(decision, event, delivery)
         elif decision.verdict is Verdict.ACT or claim == "resumed-writing":
             outcome, reason, plan = await self._act(decision, event, delivery, claim)
         elif decision.verdict is Verdict.ESCALATE:
@@ -244,17 +254,28 @@ class RemediatorService:
         bound.info("decision_done", outcome=outcome.value, reason=reason, attempt=decision.attempt)
         return outcome
 
+    async def _resume(
+        self, decision: Decision, event: Any, delivery: Delivery
+    ) -> tuple[Outcome, str, Any]:
+        record = self.state.held(event.id, decision.name).get("verify")
+        if not record:
+            return Outcome.APPLIED, RESUMED, None
+        plan, until = plan_of(record)
+        result = await self.runner.verify(decision, plan, until, delivery.parked)
+        return result.outcome, result.reason, result.plan
+
     async def _act(
         self, decision: Decision, event: Any, delivery: Delivery, claim: str
     ) -> tuple[Outcome, str, Any]:
         async def writing() -> None:
             await self.state.mark_writing(event.id, decision.name)
 
-        async def applied() -> None:
-            await self.state.mark_applied(event.id, decision.name)
+        async def applied(plan: Plan, until: datetime) -> None:
+            record = verification_record(plan, until)
+            await self.state.mark_applied(event.id, decision.name, record)
 
         result = await self.runner.execute(
-            decision, event, delivery.in_progress, applied, on_writing=writing
+            decision, event, delivery.parked, applied, on_writing=writing
         )
         if (
             claim == "resumed-writing"
@@ -337,7 +358,13 @@ async def create(
     backups = BackupStore(await bus.kv(settings.backups_bucket, history=1))
     rules_kv = await bus.kv(settings.rules_bucket, history=5)
     context = ActionContext(kube=kube, cluster=cluster, actor=settings.actor, backups=backups)
-    runner = Runner(bus, registry or default_registry(), context, dry_run=settings.dry_run)
+    runner = Runner(
+        bus,
+        registry or default_registry(),
+        context,
+        dry_run=settings.dry_run,
+        changes=ObjectChanges(kube),
+    )
     return RemediatorService(
         bus, settings, RuleBook(load_rules(settings)), state, runner, rules_kv, kube
     )

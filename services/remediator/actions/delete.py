@@ -28,7 +28,7 @@ class DeleteAction:
     name = "delete"
     params_model: type[BaseModel] = DeleteParams
     rbac: tuple[dict[str, Any], ...] = (
-        {"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "delete"]},
+        {"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "delete", "watch"]},
     )
     example: dict[str, Any] = {"action": {"name": "delete", "params": {"allowKinds": ["Pod"]}}}
 

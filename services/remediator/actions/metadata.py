@@ -36,7 +36,7 @@ class MetadataAction:
         self.name = name
         self.field = field
         self.rbac: tuple[dict[str, Any], ...] = (
-            {"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "patch"]},
+            {"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "patch", "watch"]},
         )
         self.example: dict[str, Any] = {
             "action": {"name": name, "params": {"values": {"team": "a"}}}

@@ -24,6 +24,8 @@ from medic.runtime.kube import NotFoundError
 from medic.schemas import Event, ObjectRef
 from medic.upstream import flux
 
+WRITE_AND_WATCH = ["get", "patch", "watch"]  # watch: verification waits on changes
+
 
 class MigrateParams(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -44,7 +46,7 @@ def newest_write_version(obj: dict[str, Any]) -> str:
 class MigrateApiVersionAction:
     name = "migrate-api-version"
     params_model: type[BaseModel] = MigrateParams
-    rbac = ({"apiGroups": [flux.GROUP], "resources": [flux.PLURAL], "verbs": ["get", "patch"]},)
+    rbac = ({"apiGroups": [flux.GROUP], "resources": [flux.PLURAL], "verbs": WRITE_AND_WATCH},)
     example: dict[str, Any] = {
         "action": {"name": "migrate-api-version", "params": {"targetVersion": "v2"}}
     }

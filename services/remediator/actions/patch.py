@@ -47,7 +47,7 @@ class PatchAction:
     name = "patch"
     params_model: type[BaseModel] = PatchParams
     rbac: tuple[dict[str, Any], ...] = (
-        {"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "patch"]},
+        {"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "patch", "watch"]},
     )
     example: dict[str, Any] = {
         "action": {

@@ -30,10 +30,13 @@ def is_ready(obj: dict[str, Any]) -> bool:
     return False
 
 
+WRITE_AND_WATCH = ["get", "patch", "watch"]  # watch: verification waits on changes
+
+
 class RetryAction:
     name = "retry"
     params_model: type[BaseModel] = NoParams
-    rbac = ({"apiGroups": [flux.GROUP], "resources": [flux.PLURAL], "verbs": ["get", "patch"]},)
+    rbac = ({"apiGroups": [flux.GROUP], "resources": [flux.PLURAL], "verbs": WRITE_AND_WATCH},)
     example: dict[str, Any] = {"action": {"name": "retry"}}
     keys = (flux.REQUESTED_AT, flux.RESET_AT)
 
