@@ -7,7 +7,8 @@ in flight, `fast-1` fails: its fix must be written within a few seconds, not aft
 verification timed out, and `slow-1` still ends `failed` after its timeout. The issue's rule
 has `timeout: 3m`; the test uses 20 s, which keeps it short and still far longer than "a few
 seconds". Run at the default concurrency and with a single worker: a parked verification holds
-no worker.
+no worker. Nor does it poll: with the watch of the object live, slow-1 is read at the start of
+its verification and at its deadline, not every `interval`.
 """
 
 from __future__ import annotations
@@ -87,6 +88,7 @@ async def test_a_fix_is_written_while_another_verification_is_in_flight(
             await bus.publish(release_event("slow-1"))
             await eventually(lambda: asyncio.sleep(0, result=marked(sandbox, "slow-1")))
             slow_written = time.monotonic()
+            wall_written = time.time()
             await asyncio.sleep(2.0)  # as in the issue: the second failure comes 2 s later
             await bus.publish(release_event("fast-1"))
             published = time.monotonic()
@@ -104,6 +106,14 @@ async def test_a_fix_is_written_while_another_verification_is_in_flight(
     assert slow.data.outcome is Outcome.FAILED
     assert slow.data.reason.startswith("not verified in time")
     assert SLOW_TIMEOUT - 1.0 < slow_after < SLOW_TIMEOUT + 5.0, slow_after
+    reads = [
+        r
+        for r in sandbox.store.requests
+        if r.verb == "get" and r.name == "slow-1" and r.time >= wall_written
+    ]
+    # Two checks (at once, at the deadline), each the action's check and the condition: 4 GETs;
+    # polling every `interval` (1 s) for 20 s would be about 40.
+    assert len(reads) <= 6, len(reads)
 
 
 async def _result(bus: Bus, name: str) -> RemediationResult | None:
