@@ -8,9 +8,10 @@ Results convention: every decision publishes one RemediationResult (id derived f
 rule, outcome and attempt, so a redelivery re-publishes the same id and JetStream stores it
 once). `skipped` results with reason `resolved-within-grace` are never notified (the notifier
 drops them), so a problem that heals during its grace period produces no message. Waits
-(`for:`, preconditions, backoff) are JetStream redeliveries: the handler raises `Deferred` (a
-TransientError logged at info) with the delay, the message is not acked, and no state is held
-in memory.
+with a known end (`for:`, a settling etcd, backoff) are JetStream redeliveries at that exact
+moment: the handler raises `Deferred` (a TransientError logged at info) with the delay, the
+message is not acked, and no state is held in memory. A wait on an unstable etcd has no known
+end: it parks until this replica records etcd's next state (`medic.remediator.waits`).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from medic.remediator.runner import Runner, now
 from medic.remediator.settings import RemediatorSettings
 from medic.remediator.state import StateStore
 from medic.remediator.verification import ObjectChanges, plan_of, verification_record
+from medic.remediator.waits import ETCD_UNSTABLE, PARK_AT_MOST, EtcdChanges
 from medic.runtime import subjects
 from medic.runtime.bus import Bus
 from medic.runtime.consumer import Consumer, ConsumerSpec, Delivery
@@ -124,6 +126,7 @@ class RemediatorService:
         self.runner = runner
         self.rules_kv = rules_kv
         self.kube = kube
+        self.etcd_changes = EtcdChanges()
 
     def consumer(self) -> Consumer:
         spec = ConsumerSpec(
@@ -184,14 +187,40 @@ class RemediatorService:
         candidates = matching(event, delivery.subject, self.rules.ruleset)
         if not candidates:
             return
+        parked_until = time.monotonic() + PARK_AT_MOST
+        while True:
+            waits, on_etcd = await self._decide(event, key, candidates, delivery)
+            if not waits:
+                return
+            delay = max(0.2, min(*waits, 30.0))
+            left = parked_until - time.monotonic()
+            if not on_etcd or left <= 0:  # a known end: JetStream hands the event back then
+                raise Deferred("waiting", delay=delay)
+            # Only etcd's `stable` event ends this wait: park until it (or a newer event about
+            # this object, or the timer) and decide again from the stored state.
+            stopping = self.runner.stopping
+            async with delivery.parked():
+                await self.etcd_changes.wait(
+                    event.cluster, min(delay, left), delivery.newer, stopping
+                )
+            if stopping.is_set() or (delivery.newer is not None and delivery.newer.is_set()):
+                raise Deferred("waiting; back to the bus (newer event, or stopping)", delay=delay)
+
+    async def _decide(
+        self, event: Any, key: str, candidates: list[Any], delivery: Delivery
+    ) -> tuple[list[float], bool]:
+        """Carry out what the engine decides now; the waits left, and whether every one of
+        them waits on etcd turning stable (an end only an event can bring)."""
         snapshot = await self.state.snapshot(event.cluster, key, candidates)
         waits: list[float] = []
+        on_etcd = True
         for decision in decide(event, delivery.subject, self.rules.ruleset, snapshot, now()):
             bound = log.bind(event_id=event.id, rule=decision.name, subject=event.subject)
             metrics.record_decision(decision)
             if decision.verdict is Verdict.WAIT:
                 bound.info("decision_wait", reason=decision.reason, delay=round(decision.delay, 2))
                 waits.append(decision.delay)
+                on_etcd = on_etcd and decision.reason == ETCD_UNSTABLE
                 continue
             outcome = await self._carry_out(decision, event, key, delivery, bound)
             if outcome is Outcome.FAILED:
@@ -199,14 +228,15 @@ class RemediatorService:
                 waits.append(
                     decision.rule.rule.spec.limits.backoff * 2 ** max(0, decision.attempt - 1)
                 )
-        if waits:
-            raise Deferred("waiting", delay=max(0.2, min(*waits, 30.0)))
+                on_etcd = False
+        return waits, on_etcd and bool(waits)
 
     async def _observe(self, event: Any, key: str) -> None:
         if isinstance(event, EtcdEvent):
             await self.state.record_etcd(
                 event.cluster, event.data.condition, event.data.stable_since, event.time
             )
+            self.etcd_changes.recorded(event.cluster)  # wakes events parked on etcd here
         elif isinstance(event, ReleaseEvent):
             firing = event.data.state is ProblemState.FIRING
             await self.state.record_problem(key, firing, event.time)

@@ -111,6 +111,7 @@ class Delivery:
     headers: dict[str, str] = field(default_factory=dict)
     msg: Msg | None = None
     slot: _Slot | None = None
+    newer: asyncio.Event | None = None  # set when a later message about the same object arrives
 
     async def in_progress(self) -> None:
         """Extend the ack deadline for a long action (`+WPI`). The consumer already sends one
@@ -236,6 +237,7 @@ class Consumer:
         self._handle_seconds = BUS_HANDLE_SECONDS.labels(spec.durable)
         # The workqueue: messages fetched and not finished, per ordering key in arrival order.
         self._queues: dict[str, deque[_Item]] = {}
+        self._newer: dict[str, asyncio.Event] = {}  # per key being handled: a later one came
         self._in_flight: dict[int, Msg] = {}
         self._slots = asyncio.Semaphore(spec.concurrency)
         self._room = asyncio.Event()  # set when a message finished (or on stop)
@@ -382,6 +384,9 @@ class Consumer:
         queued = self._queues.get(key)
         if queued is not None:
             queued.append((msg, decoded, error))
+            newer = self._newer.get(key)
+            if newer is not None:  # the message being handled may be waiting: it gives way
+                newer.set()
             return
         self._queues[key] = deque([(msg, decoded, error)])
         self._idle.clear()
@@ -401,8 +406,11 @@ class Consumer:
                             await msg.nak()
                         continue
                     await slot.take()
+                    newer = self._newer[key] = asyncio.Event()
+                    if queued:
+                        newer.set()
                     try:
-                        await self._handle_one(msg, decoded, error, slot)
+                        await self._handle_one(msg, decoded, error, slot, newer)
                     finally:
                         slot.give()
                 except (nats.errors.Error, OSError) as exc:  # the ack itself failed
@@ -411,6 +419,7 @@ class Consumer:
                     self._finished(msg)
         finally:
             del self._queues[key]
+            self._newer.pop(key, None)
             if not self._queues:
                 self._idle.set()
 
@@ -430,7 +439,12 @@ class Consumer:
                         await msg.in_progress()
 
     async def _handle_one(
-        self, msg: Msg, message: Message | None, error: Any, slot: _Slot | None = None
+        self,
+        msg: Msg,
+        message: Message | None,
+        error: Any,
+        slot: _Slot | None = None,
+        newer: asyncio.Event | None = None,
     ) -> None:
         started = time.perf_counter()
         meta = msg.metadata
@@ -442,6 +456,7 @@ class Consumer:
             headers=dict(msg.headers or {}),
             msg=msg,
             slot=slot,
+            newer=newer,
         )
         if message is None:
             await self._dead_letter(msg, delivery, ErrorKind.SCHEMA, error)

@@ -156,3 +156,21 @@ async def test_a_long_handler_and_the_message_queued_behind_it_are_delivered_onc
 
         await eventually(acked, timeout=10.0)
     assert deliveries == [(first.id, 1), (second.id, 1)]
+
+
+async def test_a_handler_learns_when_a_later_message_about_its_object_arrives(bus: Bus) -> None:
+    told: list[bool] = []
+
+    async def handler(message: Message, delivery: Delivery) -> None:
+        if message.id == first.id:
+            assert delivery.newer is not None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(delivery.newer.wait(), 5.0)
+            told.append(delivery.newer.is_set())
+
+    first = release_event("same", message="first")
+    await bus.publish(first)
+    async with running(bus, spec(), handler):
+        await asyncio.sleep(0.3)
+        await bus.publish(release_event("same", message="second"))
+        await eventually(lambda: asyncio.sleep(0, result=told == [True]), timeout=5.0)
