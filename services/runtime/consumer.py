@@ -81,13 +81,27 @@ class ConsumerSpec:
 
 
 class _Slot:
-    """One worker slot of a consumer, held by the handler that runs; given up while parked."""
+    """One worker slot of a consumer, held by the handler that runs; given up while parked.
 
-    __slots__ = ("held", "slots")
+    Counted: a handler's concurrent parts (the notifier's channels) may park at once; the slot
+    is given up by the first and taken back by the last."""
+
+    __slots__ = ("held", "parked", "slots")
 
     def __init__(self, slots: asyncio.Semaphore) -> None:
         self.slots = slots
         self.held = False
+        self.parked = 0
+
+    def park(self) -> None:
+        self.parked += 1
+        if self.parked == 1:
+            self.give()
+
+    async def unpark(self) -> None:
+        self.parked -= 1
+        if self.parked == 0:
+            await self.take()
 
     async def take(self) -> None:
         await self.slots.acquire()
@@ -129,11 +143,11 @@ class Delivery:
         if self.slot is None:
             yield
             return
-        self.slot.give()
+        self.slot.park()
         try:
             yield
         finally:
-            await self.slot.take()
+            await self.slot.unpark()
 
 
 Handler = Callable[[Message, Delivery], Awaitable[None]]
@@ -163,6 +177,8 @@ class _Puller:
         self.ready = asyncio.Event()
         self.deleted = False
         self.sub: Subscription | None = None
+        self.open_until = 0.0  # when the server ends our last long-poll request at the latest
+        self.ended = True  # the server answered our last request's end (a 404/408 status)
 
     async def start(self) -> None:
         self.sub = await self.nc.subscribe(self.inbox, cb=self._on_msg, pending_msgs_limit=-1)
@@ -178,6 +194,7 @@ class _Puller:
             return
         if status == "409" and "deleted" in (msg.headers or {}).get(DESCRIPTION, "").lower():
             self.deleted = True
+        self.ended = True
         self.ready.set()  # 404 no messages, 408 expired, 409 ...: this request is over
 
     async def fetch(self, batch: int, timeout: float) -> list[Msg]:
@@ -193,14 +210,22 @@ class _Puller:
             await self._request({"batch": batch, "no_wait": True}, want=batch, timeout=timeout)
         if not self.buffer:
             request = {"batch": batch, "expires": int(timeout * 1e9)}
+            self.open_until = time.monotonic() + timeout
             await self._request(request, want=1, timeout=timeout)
         if self.deleted and not self.buffer:
             raise nats.js.errors.NotFoundError(description="consumer deleted")
         msgs, self.buffer = self.buffer[:batch], self.buffer[batch:]
         return msgs
 
+    async def _expired(self) -> None:
+        """Until the server has ended our last request (its 408/404 status arrives)."""
+        while self.open_until > time.monotonic() and not self.ended:
+            self.ready.clear()
+            await self.ready.wait()
+
     async def _request(self, request: Mapping[str, object], want: int, timeout: float) -> None:
         self.want = want
+        self.ended = False
         self.ready.clear()
         self.deleted = False
         await self.nc.publish(self.request_subject, json.dumps(request).encode(), reply=self.inbox)
@@ -209,7 +234,13 @@ class _Puller:
             await asyncio.wait_for(self.ready.wait(), timeout + 1.0)
 
     async def close(self) -> list[Msg]:
-        """Stop taking messages; return those delivered but never handed out."""
+        """Stop taking messages; return those delivered but never handed out.
+
+        A long-poll request that handed out its first message stays open on the server until
+        it expires, and whatever becomes available meanwhile (a message given back on stop, a
+        redelivery) is sent to our inbox: listen until then, or it would wait for ack_wait."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._expired(), self.open_until - time.monotonic() + 0.5)
         sub, self.sub = self.sub, None
         if sub is not None:
             with contextlib.suppress(nats.errors.Error):
@@ -405,6 +436,7 @@ class Consumer:
                         with contextlib.suppress(nats.errors.Error):
                             await msg.nak()
                         continue
+                    slot.parked = 0
                     await slot.take()
                     newer = self._newer[key] = asyncio.Event()
                     if queued:

@@ -174,3 +174,22 @@ async def test_a_handler_learns_when_a_later_message_about_its_object_arrives(bu
         await asyncio.sleep(0.3)
         await bus.publish(release_event("same", message="second"))
         await eventually(lambda: asyncio.sleep(0, result=told == [True]), timeout=5.0)
+
+
+async def test_parts_of_one_handler_parked_at_once_give_back_one_slot(bus: Bus) -> None:
+    """The notifier delivers to several channels at once; each may park on its rate."""
+    handled: list[str] = []
+
+    async def handler(message: Message, delivery: Delivery) -> None:
+        async def part() -> None:
+            async with delivery.parked():
+                await asyncio.sleep(0.05)
+
+        async with asyncio.TaskGroup() as tg:
+            for _ in range(3):
+                tg.create_task(part())
+        handled.append(name_of(message))
+
+    await bus.publish_many([release_event(f"p{i}") for i in range(20)])
+    async with running(bus, spec(concurrency=2), handler):
+        await eventually(lambda: asyncio.sleep(0, result=len(handled) == 20), timeout=10.0)
