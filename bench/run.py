@@ -1,6 +1,6 @@
 """Run Medic's benchmarks (issue 8) and print `name | medic | baseline | ratio | target | met?`.
 
-    .venv/bin/python -m bench.run [--only pipeline,latency,watcher,notifier] [--quick]
+    .venv/bin/python -m bench.run [--only pipeline,latency,watcher,notifier,inflight] [--quick]
     .venv/bin/python bench/run.py ...
 
 Each benchmark starts its own nats-server / sandbox / receiver on loopback and measures its
@@ -25,25 +25,28 @@ if __package__ in (None, ""):  # `python bench/run.py`: make `bench` importable 
 
 from bench.common import Row, not_measured, silence_logs, table, write_json
 
-from bench import latency, notifier, pipeline, watcher_scale
+from bench import inflight, latency, notifier, pipeline, watcher_scale
 
 FULL: dict[str, dict[str, Any]] = {
     "pipeline": {"count": 20_000, "rule_counts": (10, 1_000, 10_000), "repeats": 3},
     "latency": {"problems": 1_000},
     "watcher": {"objects": 10_000, "changes_per_second": 50, "steady_seconds": 10.0},
     "notifier": {"count": 2_000},
+    "inflight": {"in_flight": (1, 100), "fixes": 20},
 }
 QUICK: dict[str, dict[str, Any]] = {
     "pipeline": {"count": 3_000, "rule_counts": (10, 1_000, 10_000), "repeats": 1},
     "latency": {"problems": 200},
     "watcher": {"objects": 1_000, "changes_per_second": 50, "steady_seconds": 3.0},
     "notifier": {"count": 300, "repeats": 1},
+    "inflight": {"in_flight": (1, 100), "fixes": 5},
 }
 RUNNERS: dict[str, Callable[..., Awaitable[list[Row]]]] = {
     "pipeline": pipeline.run,
     "latency": latency.run,
     "watcher": watcher_scale.run,
     "notifier": notifier.run,
+    "inflight": inflight.run,
 }
 
 
