@@ -101,11 +101,10 @@ class ObjectChanges:
         names.setdefault(name, set()).add(subscription)
         try:
             if key not in self._watches and self._tasks is not None:
-                self._watches[key] = self._tasks.create_task(
-                    self._watch(
-                        key, resource_version or await self._version_of(rt, namespace, name)
-                    )
-                )
+                start = resource_version or await self._version_of(rt, namespace, name)
+                # Checked again after the await: another subscriber may have started it.
+                if key not in self._watches and self._tasks is not None:
+                    self._watches[key] = self._tasks.create_task(self._watch(key, start))
             yield subscription
         finally:
             names[name].discard(subscription)
