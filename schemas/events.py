@@ -125,10 +125,14 @@ class EtcdEvent(CloudEvent):
         return f"etcd.{self.data.condition.value}"
 
 
+# The type of a user's own event: `custom.` and dot-separated names of their choosing.
+CUSTOM_TYPE_PATTERN = r"^custom\.[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
+
+
 class CustomEvent(CloudEvent):
     """Users' own events, published to `medic.events.<cluster>.custom.<name>`."""
 
-    type: str = Field(pattern=r"^custom\.[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$")
+    type: str = Field(pattern=CUSTOM_TYPE_PATTERN)
     object: ObjectRef | None = None
     data: dict[str, Any] = Field(default_factory=dict)
 

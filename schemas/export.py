@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from medic.schemas.audit import AuditEntry
 from medic.schemas.deadletter import DeadLetter
+from medic.schemas.digest import ResultDigest
 from medic.schemas.events import CustomEvent, EtcdEvent, ReleaseEvent
 from medic.schemas.notifications import Notification
 from medic.schemas.results import RemediationResult
@@ -27,6 +28,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "audit-entry": AuditEntry,
     "notification": Notification,
     "dead-letter": DeadLetter,
+    "result-digest": ResultDigest,
 }
 HERE = Path(__file__).resolve().parent
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from pydantic import Discriminator, Tag, TypeAdapter, ValidationError
+from pydantic import BaseModel, Discriminator, Tag, TypeAdapter, ValidationError
 
 from medic.schemas.audit import AuditEntry
 from medic.schemas.deadletter import DeadLetter
@@ -99,3 +99,8 @@ def _decode_checked(payload: bytes | str) -> Message:
 
 def encode_message(message: Message) -> bytes:
     return message.model_dump_json(by_alias=True, exclude_none=True).encode()
+
+
+def message_json(message: BaseModel) -> dict[str, Any]:
+    """The message as JSON data, exactly as `encode_message` writes it (the published schema)."""
+    return message.model_dump(mode="json", by_alias=True, exclude_none=True)

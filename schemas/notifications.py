@@ -15,6 +15,7 @@ class DeliveryStatus(StrEnum):
     DIGESTED = "digested"
     DEAD_LETTERED = "dead_lettered"
     DUPLICATE = "duplicate"
+    FOLDED = "folded"  # a failed attempt told as part of the outcome that followed it
 
 
 class NotificationData(BaseModel):

@@ -9,16 +9,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
+import importlib.metadata
+import json
 import os
-from collections.abc import AsyncIterator, Sequence
+import sys
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from pathlib import Path
-from typing import Annotated, Final
+from typing import Annotated, Any, Final
 
 import typer
 
 from medic.runtime import logging as medic_logging
-from medic.runtime.embedded_nats import EmbeddedNats
-from medic.runtime.lifecycle import ServiceFactory, run_services
+from medic.runtime.cli_help import CommandApp
+from medic.runtime.embedded_nats import EmbeddedNats, StoreInUseError
+from medic.runtime.health import HealthPortInUseError, ensure_port_free, port_in_use
+from medic.runtime.lifecycle import Service, ServiceFactory, Summarised, run_services
 from medic.runtime.settings import CONFIG_ENV, RuntimeSettings, SettingsError
 
 SERVICES: Final = {
@@ -27,13 +32,37 @@ SERVICES: Final = {
     "notifier": "medic.notifier.service",
 }
 
-app = typer.Typer(
+app = CommandApp(
     name="medic",
-    help="Medic: event-driven remediation of Kubernetes release failures.",
+    help="""Medic: event-driven remediation of Kubernetes release failures.
+
+    Examples:
+      medic demo
+      medic run --kubeconfig ~/.kube/config
+      medic rules check rules/
+      medic COMMAND --help
+    """,
     no_args_is_help=True,
-    rich_markup_mode=None,
-    pretty_exceptions_enable=False,
 )
+
+
+def show_version(value: bool) -> None:
+    if value:
+        typer.echo(f"medic {importlib.metadata.version('medic')}")
+        raise typer.Exit
+
+
+@app.callback()
+def medic(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=show_version, is_eager=True, help="Print the version and exit."
+        ),
+    ] = False,
+) -> None:
+    pass  # options of `medic` itself; the subcommands do the work
+
 
 ConfigOption = Annotated[
     Path | None,
@@ -73,10 +102,22 @@ def factories(names: Sequence[str]) -> list[ServiceFactory]:
     return found
 
 
+def serve(main: Coroutine[Any, Any, None]) -> None:
+    """Run a service process; a busy health port is one line and exit 2, not a traceback."""
+    try:
+        asyncio.run(main)
+    except (HealthPortInUseError, ExceptionGroup) as exc:
+        busy = port_in_use(exc)
+        if busy is None:
+            raise
+        typer.echo(str(busy), err=True)
+        raise typer.Exit(2) from None
+
+
 def run_one(name: str, config: Path | None, kubeconfig: Path | None) -> None:
     overrides = {"kubeconfig": kubeconfig} if kubeconfig else {}
     settings = load_settings(config, **overrides)
-    asyncio.run(run_services(settings, f"medic-{name}", factories([name])))
+    serve(run_services(settings, f"medic-{name}", factories([name])))
 
 
 @app.command()
@@ -129,9 +170,41 @@ async def embedded_defaults(
         yield settings
 
 
+def print_summary(services: Sequence[Service]) -> None:
+    """What `medic run` will do: each service's own summary (rules, sources, channels)."""
+    for service in services:
+        if isinstance(service, Summarised):
+            for line in service.summary():
+                typer.echo(line, err=True)
+
+
+CONSOLE_CHANNEL: Final = {"name": "console", "type": "console"}
+
+
+def console_unless_configured() -> None:
+    """On a terminal, `medic run` with no channel configured notifies on the console."""
+    from medic.notifier.settings import NotifierSettings
+
+    try:
+        notifier = NotifierSettings.load()
+    except SettingsError as exc:
+        typer.echo(str(exc), err=True)
+        raise typer.Exit(2) from exc
+    assert isinstance(notifier, NotifierSettings)
+    if notifier.channels or not sys.stdout.isatty():
+        return
+    os.environ["MEDIC_NOTIFIER_CHANNELS"] = json.dumps([CONSOLE_CHANNEL])
+    typer.echo(
+        "notifications go to the console: no channel is configured and this is a terminal"
+        " (MEDIC_NOTIFIER_CHANNELS for Slack or a webhook)",
+        err=True,
+    )
+
+
 async def run_all(settings: RuntimeSettings, data_dir: Path) -> None:
+    ensure_port_free(settings.health.host, settings.health.port)
     async with embedded_defaults(settings, data_dir) as effective:
-        await run_services(effective, "medic", factories(list(SERVICES)))
+        await run_services(effective, "medic", factories(list(SERVICES)), on_started=print_summary)
 
 
 @app.command()
@@ -144,6 +217,10 @@ def run(
 ) -> None:
     """Run watcher, remediator and notifier in one process.
 
+    At start it prints what it will do: the rules in force (built-in and custom), what each
+    source watches and which channels deliver; on a terminal with no channel configured
+    (MEDIC_NOTIFIER_CHANNELS) it notifies on the console.
+
     With no NATS URL (MEDIC_NATS__URLS) it starts an embedded nats-server with JetStream; with no
     kubeconfig it serves the Kubernetes API sandbox, so a laptop needs nothing else. The plain
     KUBECONFIG variable is deliberately not read: pointing Medic at a cluster is explicit.
@@ -155,7 +232,12 @@ def run(
     """
     overrides = {"kubeconfig": kubeconfig} if kubeconfig else {}
     settings = load_settings(config, **overrides)
-    asyncio.run(run_all(settings, data_dir))
+    console_unless_configured()
+    try:
+        serve(run_all(settings, data_dir))
+    except StoreInUseError as exc:  # another `medic run` on this --data-dir: one line, no trace
+        typer.echo(f"medic run: {exc}", err=True)
+        raise typer.Exit(2) from exc
 
 
 @app.command("schemas")
@@ -173,11 +255,13 @@ def export_schemas(
 
 
 def export_extra() -> dict[str, type]:
-    """Schemas owned by services (the rule file format) exported next to the event schemas."""
+    """Schemas owned by services (the rule file format, with each installed action's params)
+    exported next to the event schemas."""
     extra: dict[str, type] = {}
     with contextlib.suppress(ImportError):
-        rules = importlib.import_module("medic.remediator.rules.model")
-        extra["remediation-rule"] = rules.RULE_SCHEMA_MODEL
+        actions = importlib.import_module("medic.remediator.actions")
+        reference = importlib.import_module("medic.remediator.actions.reference")
+        extra["remediation-rule"] = reference.rule_schema(actions.default_registry())
     return extra
 
 

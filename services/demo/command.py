@@ -19,6 +19,7 @@ from medic.demo.stack import Stack
 from medic.notifier import service as notifier
 from medic.remediator import service as remediator
 from medic.runtime import logging as medic_logging
+from medic.runtime.cli_help import CommandApp
 from medic.runtime.health import wait_ready
 from medic.runtime.lifecycle import run_services
 from medic.runtime.settings import CONFIG_ENV, RuntimeSettings
@@ -26,7 +27,7 @@ from medic.watcher import service as watcher
 
 SERVICES = (watcher.build, remediator.build, notifier.build)
 
-app = typer.Typer(rich_markup_mode=None, pretty_exceptions_enable=False)
+app = CommandApp()
 
 STAGE_WIDTH = 11
 
@@ -72,7 +73,8 @@ def demo(
         Path | None, typer.Option("--report", help="Also write the run as JSON to this file.")
     ] = None,
     scenario: Annotated[
-        list[str] | None, typer.Option("--scenario", "-s", help="Play only these (e.g. S1).")
+        list[str] | None,
+        typer.Option("--scenario", "-s", metavar="KEY", help="Play only these (e.g. S1)."),
     ] = None,
     timeout: Annotated[float, typer.Option(help="Seconds to wait for every outcome.")] = 90.0,
     dry_run: Annotated[
@@ -92,6 +94,7 @@ def demo(
       medic demo
       medic demo --report demo.json
       medic demo -s S3 -s S4
+      medic demo --dry-run
     """
     medic_logging.configure("console", "warning")
     known = [as_dry_run(s) for s in all_scenarios()] if dry_run else all_scenarios()
@@ -100,7 +103,10 @@ def demo(
         typer.echo(f"no scenario named {scenario}; known: {[s.key for s in known]}", err=True)
         raise typer.Exit(2)
     if dry_run:
-        typer.echo("dry-run: every rule plans only; expect `planned` and an untouched cluster")
+        typer.echo(
+            "dry-run: nothing is written; every fix is `planned`, a diagnosis-only rule"
+            " (S2-drift) still escalates with its diagnosis; the cluster stays untouched"
+        )
     result = asyncio.run(run_demo(chosen, timeout, data_dir, dry_run=dry_run))
     typer.echo("")
     typer.echo(reports.table(result))

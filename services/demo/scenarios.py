@@ -57,6 +57,9 @@ class Scenario:
     needs_etcd: bool = False
     heals_after: float | None = None  # the cluster repairs it by itself after this many seconds
     verify_untouched: bool = False  # the final check: nothing staged was written since
+    # The expected outcomes are the plans' own verdicts (a diagnosis, a refusal): nothing is
+    # written live either, so dry-run, which stops after `plan`, reaches the same outcomes.
+    settled_by_plan: bool = False
 
     staged: dict[tuple[str, str, str], str] = field(default_factory=dict, compare=False)
 
@@ -227,12 +230,14 @@ def s2_drift(namespace: str = "apps", name: str = "api") -> Scenario:
         ),
         expect=((S2_DRIFT, Outcome.ESCALATED),),
         verify_untouched=True,
+        settled_by_plan=True,
     )
 
 
 # --------------------------------------------------------------------------- S3
-def deployer_rbac(namespace: str, identity: str = "default") -> tuple[Obj, Obj]:
-    """The Role the platform team has since fixed: the deployer may update its release Secrets."""
+def deployer_rbac(namespace: str, identity: str = "ci-deployer") -> tuple[Obj, Obj]:
+    """The Role the platform team has since fixed: the deployer (a CI ServiceAccount, as in the
+    incident, not `default`) may update its release Secrets."""
     role = {
         "apiVersion": "rbac.authorization.k8s.io/v1",
         "kind": "Role",
@@ -288,6 +293,7 @@ def s3(namespace: str = "shop", release: str = "checkout", *, rbac_fixed: bool =
         objects=staged,
         expect=((S3_CLEAR, outcome),),
         verify=verify,
+        settled_by_plan=not rbac_fixed,  # clear-pending refuses with the RBAC diagnosis
     )
 
 
@@ -374,8 +380,15 @@ def all_scenarios() -> list[Scenario]:
 
 
 def as_dry_run(scenario: Scenario) -> Scenario:
-    """The same scenario under dry-run: every expected outcome is `planned`, nothing written."""
+    """The same scenario under dry-run: nothing is written; every fix is `planned`.
+
+    Dry-run stops after `plan` (runner.py), so an outcome the plan settles without writing (a
+    diagnosis-only rule's escalation, such as flux-report-drift-loop's) is the same as live:
+    people still get the diagnosis, which is what such a rule is for.
+    """
     if scenario.quiet:
         return scenario
-    planned = tuple((rule, Outcome.PLANNED) for rule, _ in scenario.expect)
-    return replace(scenario, expect=planned, verify_untouched=True, staged={})
+    expect = scenario.expect
+    if not scenario.settled_by_plan:
+        expect = tuple((rule, Outcome.PLANNED) for rule, _ in scenario.expect)
+    return replace(scenario, expect=expect, verify_untouched=True, staged={})

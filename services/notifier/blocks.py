@@ -56,30 +56,28 @@ def result_blocks(title: str, context: dict[str, Any]) -> list[dict[str, Any]]:
         {"type": "header", "text": {"type": "plain_text", "text": _clip(title, 150)}},
         {"type": "section", "fields": what},
     ]
-    if data.get("reason"):
-        blocks.append(_section(f"*Why*: {data['reason']}"))
-    evidence = context["evidence"]
-    if evidence:
-        lines = "\n".join(f"• *{k}*: {v}" for k, v in evidence.items())
-        blocks.append(_section(f"*Evidence*\n{lines}"))
-    if data.get("diagnosis"):
-        lines = "\n".join(f"• *{k}*: {v}" for k, v in data["diagnosis"].items())
-        blocks.append(_section(f"*Diagnosis*\n{lines}"))
-    if data.get("changes"):
+    if context["why"]:
+        blocks.append(_section(f"*Why*: {context['why']}"))
+    if context.get("earlier"):
+        lines = "\n".join(f"• {line}" for line in context["earlier"])
+        blocks.append(_section(f"*Before this*\n{lines}"))
+    blocks.extend(_listing("Evidence", context["evidence_lines"]))
+    blocks.extend(_listing("Diagnosis", context["diagnosis_lines"]))
+    if context["change_lines"]:
         lines = "\n".join(
-            f"• `{c['path']}`: `{c.get('before')}` → `{c.get('after')}`" for c in data["changes"]
+            f"• {c['what']}: `{c['before']}` → `{c['after']}`" for c in context["change_lines"]
         )
         blocks.append(_section(f"*What Medic changed*\n{lines}"))
-    attempt = f"attempt {data['attempt']}/{data.get('max_attempts') or '-'}"
-    blocks.append(
-        {
-            "type": "context",
-            "elements": [
-                {"type": "mrkdwn", "text": _clip(f"{context['problem_key']} · {attempt}", 300)}
-            ],
-        }
-    )
+    footer = " · ".join(p for p in (context["problem_key"], context["attempt_text"]) if p)
+    blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": _clip(footer, 300)}]})
     return blocks
+
+
+def _listing(heading: str, lines: list[tuple[str, str]]) -> list[dict[str, Any]]:
+    if not lines:
+        return []
+    body = "\n".join(f"• *{key}*: {value}" for key, value in lines)
+    return [_section(f"*{heading}*\n{body}")]
 
 
 def digest_blocks(title: str, text: str) -> list[dict[str, Any]]:

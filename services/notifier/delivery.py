@@ -30,15 +30,16 @@ from prometheus_client import Counter
 
 from medic.notifier.channels.base import Channel, ChannelError, DeliveryReceipt, Rendered
 from medic.notifier.digest import DigestBuffer
+from medic.notifier.folding import FoldBook, is_step, thread_key
 from medic.notifier.ledger import Ledger
-from medic.notifier.render import render_digest, render_result
+from medic.notifier.render import render_digest, render_result, step_line
 from medic.notifier.routing import route
 from medic.notifier.settings import ChannelConfig, NotifierSettings
 from medic.notifier.templates import TemplateSet
 from medic.runtime.backoff import Backoff
 from medic.runtime.bus import Bus
 from medic.runtime.consumer import Delivery
-from medic.runtime.errors import TransientError
+from medic.runtime.errors import Deferred, TransientError
 from medic.runtime.subjects import RESULTS
 from medic.schemas import (
     DeadLetter,
@@ -101,6 +102,7 @@ class ChannelGate:
 @dataclasses.dataclass
 class _Retry:
     after: float | None
+    hold: bool = False  # not a failure: a step waits for the outcome to fold into
 
 
 class Deliverer:
@@ -113,8 +115,11 @@ class Deliverer:
         ledger: Ledger,
         channels: Mapping[str, Channel],
         gates: Mapping[str, ChannelGate],
+        *,
+        folds: FoldBook,
     ) -> None:
         self.bus = bus
+        self.folds = folds
         self.settings = settings
         self.ledger = ledger
         self.channels = channels
@@ -142,7 +147,10 @@ class Deliverer:
                 tg.create_task(self._deliver(name, message, delivery, mlog.bind(channel=name)))
                 for name in chosen.channels
             ]
-        retries = [t.result() for t in tasks if t.result() is not None]
+        retries = [r for r in (t.result() for t in tasks) if r is not None]
+        if retries and all(r.hold for r in retries):
+            delay = max(r.after or 0.0 for r in retries)
+            raise Deferred(f"{len(retries)} channel(s) hold a failed attempt", delay=delay)
         if retries:
             hinted = [r.after for r in retries if r and r.after is not None]
             n = delivery.num_delivered
@@ -160,8 +168,10 @@ class Deliverer:
     ) -> _Retry | None:
         """One channel's part; whatever happens here, the other channels go on."""
         claimed = await self._claim(name, result, delivery, clog)
+        if claimed is True and self._folds(name) and is_step(result) and self.settings.fold_window:
+            claimed = await self._fold_step(name, result, delivery, clog)
         if claimed is not True:
-            return claimed  # done before (None) or not ours now (_Retry)
+            return claimed  # done before (None), not ours now or held (_Retry)
         try:
             receipt = await self._attempt(name, result, delivery)
         except ChannelError as exc:
@@ -197,6 +207,43 @@ class Deliverer:
             clog.warning("notification_bookkeeping_failed", error=repr(exc))
             return _Retry(after=None)
         return _Retry(after=claim.busy_for) if claim.busy_for > 0 else True
+
+    def _folds(self, name: str) -> bool:
+        """Channels a person reads fold steps; machine channels get every result as it is."""
+        return not getattr(self.channels[name], "machine_readable", False)
+
+    async def _fold_step(
+        self,
+        name: str,
+        result: RemediationResult,
+        delivery: Delivery,
+        clog: structlog.typing.FilteringBoundLogger,
+    ) -> Literal[True] | _Retry | None:
+        """A failed attempt: folded into an outcome told since (None), held for the outcome
+        that follows (_Retry), or sent now (True): into the object's thread when it has one,
+        alone when nothing followed within the window."""
+        try:
+            if await self.folds.told_after(name, result):
+                await self.ledger.finish(name, result.id, "folded")
+                await self._record(result, name, DeliveryStatus.FOLDED, delivery)
+                clog.info("notification_folded")
+                return None
+            if self.channels[name].supports_threads and await self.ledger.thread(
+                name, thread_key(result)
+            ):
+                return True  # a reply in the thread, not broadcast
+            held_for = await self.folds.hold(name, result, step_line(result))
+            left = self.settings.fold_window - held_for
+            if left > 0:
+                await self.ledger.finish(name, result.id, "held")
+                clog.info("notification_held", seconds=round(left, 1))
+                return _Retry(after=left, hold=True)
+            await self.folds.drop(name, result)
+        except Exception as exc:  # noqa: BLE001 - per-channel boundary: KV or bus unavailable
+            clog.warning("notification_bookkeeping_failed", error=repr(exc))
+            await self._release(name, result, type(exc).__name__, clog)
+            return _Retry(after=None)
+        return True
 
     async def _delivered(
         self,
@@ -287,15 +334,23 @@ class Deliverer:
     async def _send_one(
         self, name: str, result: RemediationResult, delivery: Delivery | None = None
     ) -> DeliveryReceipt:
-        rendered = render_result(result, self.templates[name])
+        outcome = self._folds(name) and not is_step(result)
+        earlier = await self.folds.held_before(name, result) if outcome else []
+        rendered = render_result(result, self.templates[name], earlier=earlier)
         channel = self.channels[name]
         thread = None
+        key = thread_key(result)
         if channel.supports_threads:
-            thread = await self.ledger.thread(name, result.data.problem_key)
+            thread = await self.ledger.thread(name, key)
             rendered = dataclasses.replace(rendered, thread=thread)
         receipt = await self._send(name, rendered, delivery)
         if channel.supports_threads and thread is None and receipt.thread:
-            await self.ledger.remember_thread(name, result.data.problem_key, receipt.thread)
+            await self.ledger.remember_thread(name, key, receipt.thread)
+        if outcome:
+            try:
+                await self.folds.told(name, result)
+            except Exception as exc:  # noqa: BLE001 - sent already; a held step then goes alone
+                log.warning("fold_bookkeeping_failed", result_id=result.id, error=repr(exc))
         return receipt if thread is None else DeliveryReceipt(thread=thread, status=receipt.status)
 
     async def _send_digest(self, name: str, results: list[RemediationResult]) -> None:

@@ -1,13 +1,15 @@
-"""What was delivered where, and each problem's thread, in NATS KV: survives restarts, shared by
+"""What was delivered where, and each object's thread, in NATS KV: survives restarts, shared by
 replicas.
 
 Two buckets:
 - deliveries, key `<channel>.<hash(result id)>`: `sending` (claimed, with a time), `failed`
-  (transient error, may be reclaimed), or a final state `delivered` / `dead_lettered` /
-  `digested`. Claiming is create-if-absent (or compare-and-set over `failed` or an expired
-  `sending`), so a redelivered result finds its final state and is not posted twice, and a
-  result for two channels is re-sent only to the channel that did not take it.
-- threads, key `<channel>.<hash(problem key)>`: the Slack `ts` of the problem's first message.
+  (transient error, may be reclaimed), `held` (a failed attempt waiting to be folded, may be
+  reclaimed), or a final state `delivered` / `dead_lettered` / `digested` / `folded`. Claiming
+  is create-if-absent (or compare-and-set over `failed`, `held` or an expired `sending`), so a
+  redelivered result finds its final state and is not posted twice, and a result for two
+  channels is re-sent only to the channel that did not take it.
+- threads, key `<channel>.<hash(object)>`: the Slack `ts` of the first message about the object
+  (`medic.notifier.folding.thread_key`); its problems are replies.
 
 At-least-once, not exactly-once: a process that dies after the destination took a message but
 before the `delivered` write leaves a `sending` claim; after `claim_lease` seconds it is
@@ -27,7 +29,7 @@ from nats.js.kv import KeyValue
 
 from medic.schemas import stable_id
 
-FINAL_STATES: Final = frozenset({"delivered", "dead_lettered", "digested"})
+FINAL_STATES: Final = frozenset({"delivered", "dead_lettered", "digested", "folded"})
 
 
 @dataclass(frozen=True, slots=True)

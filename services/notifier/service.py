@@ -9,6 +9,7 @@ flusher in one TaskGroup and closes the channels at the end.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass
 from typing import Final
 
@@ -16,6 +17,7 @@ import structlog
 
 from medic.notifier.channels import Channel, ChannelRegistry, default_registry
 from medic.notifier.delivery import CONSUMER, ChannelGate, Deliverer
+from medic.notifier.folding import FoldBook
 from medic.notifier.ledger import Ledger
 from medic.notifier.settings import NotifierSettings
 from medic.runtime import logging as medic_logging
@@ -27,6 +29,10 @@ from medic.runtime.subjects import PREFIX, RESULTS
 
 log = structlog.get_logger(__name__)
 NAME: Final = "notifier"
+NO_CHANNEL: Final = (
+    "notifier: no channel configured: results stay on NATS (medic.results.>), nobody is told;"
+    " set MEDIC_NOTIFIER_CHANNELS"
+)
 
 
 def consumer_spec(settings: NotifierSettings) -> ConsumerSpec:
@@ -77,6 +83,17 @@ class NotifierService:
     consumer: Consumer
     name: str = NAME
 
+    def summary(self) -> list[str]:
+        """Which channels deliver, for `medic run`'s start-up summary."""
+        delivering = [c for c in self.settings.channels if c.name in self.deliverer.channels]
+        if not delivering:
+            return [NO_CHANNEL]
+        lines = [f"notifier: {len(delivering)} channel(s)"]
+        for channel in delivering:
+            default = ", default" if channel.default else ""
+            lines.append(f"  {channel.name} ({channel.type}{default})")
+        return lines
+
     @classmethod
     async def create(
         cls, bus: Bus, settings: NotifierSettings, registry: ChannelRegistry | None = None
@@ -95,7 +112,10 @@ class NotifierService:
             await bus.kv(settings.threads_bucket, ttl=settings.deliveries_ttl),
             lease=settings.claim_lease,
         )
-        deliverer = Deliverer(bus, settings, ledger, channels, gates)
+        folds = FoldBook(
+            await bus.kv(settings.folds_bucket, ttl=settings.deliveries_ttl), clock=time.time
+        )
+        deliverer = Deliverer(bus, settings, ledger, channels, gates, folds=folds)
         consumer = Consumer(bus, consumer_spec(settings), deliverer.handle)
         await consumer.setup()
         log.info("notifier_ready", channels=sorted(channels))

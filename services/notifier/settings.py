@@ -90,7 +90,14 @@ class NotifierSettings(SectionSettings):
     claim_lease: float = Field(default=120.0, gt=0, description="A crashed send's claim expires.")
     send_timeout: float = Field(default=10.0, gt=0)
     fetch_timeout: float = Field(default=1.0, gt=0, description="Longest wait for a batch.")
+    fold_window: float = Field(
+        default=60.0,
+        ge=0,
+        description="How long a failed attempt waits for the outcome it is folded into "
+        "(the remediator comes back at least every 30 s); 0 sends it at once.",
+    )
     threads_bucket: str = "medic-notifier-threads"
+    folds_bucket: str = "medic-notifier-folds"
     deliveries_bucket: str = "medic-notifier-deliveries"
     deliveries_ttl: float = Field(default=8 * 24 * 3600.0, gt=0)
 

@@ -39,6 +39,7 @@ from pydantic import ValidationError
 from medic.remediator.actions.base import ActionContext, ActionRegistry
 from medic.remediator.rules.engine import Decision, EtcdState, Snapshot, Verdict, decide
 from medic.remediator.rules.index import RuleSet
+from medic.remediator.rules.loader import action_problems, describe
 from medic.remediator.rules.model import parse_duration
 from medic.remediator.runner import RunOutcome, judged, target_of
 from medic.runtime.kube import KubeClient, KubeError
@@ -163,8 +164,9 @@ class Rehearsal:
         try:
             action = self.actions.get(spec.action.name)
             params = action.params_model.model_validate(spec.action.params)
-        except (KeyError, ValidationError) as exc:
-            raise CaseError(f"rule {decision.name}: {exc}") from exc
+        except (KeyError, ValidationError) as exc:  # a rule loaded without its actions checked
+            problems = describe(action_problems(spec.action, self.actions.params_models()))
+            raise CaseError(f"rule {decision.name}: {problems}") from exc
         target = target_of(event)
         if target is None:
             return {"outcome": Outcome.SKIPPED.value, "reason": "event names no object"}

@@ -33,6 +33,7 @@ from medic.remediator.actions.base import (
 )
 from medic.remediator.rules.engine import Decision
 from medic.remediator.rules.index import CompiledRule
+from medic.remediator.rules.loader import action_problems, describe
 from medic.remediator.verification import ObjectChanges, Subscription, wait_verified
 from medic.runtime.bus import Bus
 from medic.runtime.errors import PermanentError
@@ -125,8 +126,9 @@ class Runner:
         try:
             action = self.actions.get(spec.action.name)
             params = action.params_model.model_validate(spec.action.params)
-        except (KeyError, ValidationError) as exc:
-            raise PermanentError(f"rule {decision.name}: {exc}", field="spec.action") from exc
+        except (KeyError, ValidationError) as exc:  # a rule loaded without its actions checked
+            problems = describe(action_problems(spec.action, self.actions.params_models()))
+            raise PermanentError(f"rule {decision.name}: {problems}", field="spec.action") from exc
         target = self.target_of(event)
         if target is None:
             return RunOutcome(Outcome.SKIPPED, "event names no object")

@@ -30,7 +30,8 @@ from medic.remediator.actions.base import ActionContext, ActionRegistry, Plan
 from medic.remediator.backup import BackupStore
 from medic.remediator.rules.engine import Decision, Verdict, decide, matching, problem_key
 from medic.remediator.rules.index import RuleSet
-from medic.remediator.rules.loader import LoadResult, load_builtin, load_paths, load_text
+from medic.remediator.rules.loader import LoadResult, load_builtin, load_bytes, load_paths
+from medic.remediator.rules.model import ActionParams
 from medic.remediator.runner import Runner, now
 from medic.remediator.settings import RemediatorSettings
 from medic.remediator.state import StateStore
@@ -63,11 +64,15 @@ RESUMED = "applied by a previous owner that stopped before verifying; not applie
 RESUMED_WRITE = "written by a previous owner that stopped while writing; found in place"
 
 
-def result_id(event_id: str, rule: str, outcome: Outcome, attempt: int) -> str:
+def result_id(
+    event_id: str, rule: str, outcome: Outcome, attempt: int, *, interim: bool = False
+) -> str:
     """One id for the final result of (event, rule), whatever it says: an owner that stopped
     after publishing but before recording it, followed by one that reports what it finds,
     publishes the same id, and JetStream stores the first. A `failed` attempt (retried later)
-    has its own."""
+    has its own, and so has the escalation of a refusal that is re-checked (`interim`)."""
+    if interim:
+        return stable_id(event_id, rule, "refused")
     if outcome is Outcome.FAILED:
         return stable_id(event_id, rule, outcome.value, attempt)
     return stable_id(event_id, rule, "final")
@@ -77,15 +82,17 @@ class RuleBook:
     """The rules in force: files + built-ins at start, KV entries hot-reloaded; a bad rule is
     reported (file:line field) and the rules already loaded stay in force."""
 
-    def __init__(self, base: LoadResult) -> None:
+    def __init__(self, base: LoadResult, actions: ActionParams | None = None) -> None:
         self.base = base
+        self.actions = actions  # pushed rules' actions are checked against these
         self.pushed: dict[str, LoadResult] = {}
         self.ruleset = RuleSet.build(base.rules)
         for error in base.errors:
             log.error("rule_rejected", error=str(error))
 
-    def push(self, key: str, text: str) -> LoadResult:
-        loaded = load_text(text, f"kv:{key}")
+    def push(self, key: str, text: str | bytes) -> LoadResult:
+        data = text.encode() if isinstance(text, str) else text
+        loaded = load_bytes(data, f"kv:{key}", self.actions)
         for error in loaded.errors:
             log.error("rule_rejected", error=str(error))
         if loaded.errors:
@@ -127,6 +134,21 @@ class RemediatorService:
         self.rules_kv = rules_kv
         self.kube = kube
         self.etcd_changes = EtcdChanges()
+
+    def summary(self) -> list[str]:
+        """The rules in force and where each comes from, for `medic run`'s start-up summary."""
+        shipped = {r.name: r for r in load_builtin().rules} if self.settings.builtin_rules else {}
+        in_force = [compiled.rule for compiled in self.rules.ruleset.rules]
+        mode = ", dry-run: plans only, writes nothing" if self.settings.dry_run else ""
+        lines = [f"remediator: {len(in_force)} rule(s) in force{mode}"]
+        for rule in in_force:
+            origin = "built-in"
+            if shipped.get(rule.name) != rule:
+                origin = "custom, replaces the built-in" if rule.name in shipped else "custom"
+            lines.append(f"  {rule.name} ({origin}): {rule.spec.action.name}")
+        lines += [f"  rejected, not in force: {error}" for error in self.rules.base.errors]
+        lines.append(f"  and the rules pushed to the KV bucket {self.settings.rules_bucket} (live)")
+        return lines
 
     def consumer(self) -> Consumer:
         spec = ConsumerSpec(
@@ -172,7 +194,7 @@ class RemediatorService:
                 if entry.operation in {"DEL", "PURGE"} or not entry.value:
                     self.rules.drop(entry.key)
                 else:
-                    self.rules.push(entry.key, entry.value.decode())
+                    self.rules.push(entry.key, entry.value)
         finally:
             await watcher.stop()  # type: ignore[no-untyped-call]
 
@@ -222,7 +244,9 @@ class RemediatorService:
                 waits.append(decision.delay)
                 on_etcd = on_etcd and decision.reason == ETCD_UNSTABLE
                 continue
-            outcome = await self._carry_out(decision, event, key, delivery, bound)
+            outcome, recheck = await self._carry_out(decision, event, key, delivery, bound)
+            if recheck is not None:
+                waits.append(recheck)
             if outcome is Outcome.FAILED:
                 # Come back after the backoff: the engine decides the next attempt or escalates.
                 waits.append(
@@ -243,14 +267,16 @@ class RemediatorService:
 
     async def _carry_out(
         self, decision: Decision, event: Any, key: str, delivery: Delivery, bound: Any
-    ) -> Outcome | None:
+    ) -> tuple[Outcome | None, float | None]:
+        """Claim, act (or escalate/skip), record and publish one decision; returns its outcome
+        and, for a refusal to be re-checked, the delay until the next plan."""
         step = f"{decision.name}:{decision.verdict.value}:{decision.attempt}"
         claim = await self.state.claim(
             event.id, decision.name, step, self.settings.actor, self.settings.lease_seconds
         )
         if claim == "done":
             bound.info("decision_already_done")
-            return None
+            return None, None
         if claim == "busy":
             raise TransientError("another replica holds this decision", delay=2.0)
         started = now()
@@ -266,14 +292,10 @@ class RemediatorService:
         else:
             outcome, reason, plan = Outcome.SKIPPED, decision.reason, None
         if outcome in {Outcome.SUCCEEDED, Outcome.FAILED, Outcome.APPLIED}:
-            await self.state.record_attempt(decision.name, key, outcome.value, started)
-            try:
-                if await self.state.record_rule_run(
-                    decision.rule, outcome is Outcome.FAILED, started
-                ):
-                    bound.warning("circuit_breaker_opened")
-            except RuntimeError as exc:  # rule statistics must not undo a decision that acted
-                bound.warning("rule_statistics_not_recorded", error=str(exc))
+            await self._record_attempt(decision, key, outcome, started, bound)
+        if outcome is Outcome.ESCALATED and plan is not None and plan.recheck_after:
+            await self._refused_for_now(decision, event, key, (reason, plan, started, clock), bound)
+            return outcome, plan.recheck_after
         if outcome is Outcome.ESCALATED:
             await self.state.record_escalation(decision.name, key)
         metrics.record_outcome(decision, outcome, time.perf_counter() - clock)
@@ -282,7 +304,37 @@ class RemediatorService:
         final = outcome is not Outcome.FAILED
         await self.state.finish(event.id, decision.name, outcome.value, final=final)
         bound.info("decision_done", outcome=outcome.value, reason=reason, attempt=decision.attempt)
-        return outcome
+        return outcome, None
+
+    async def _record_attempt(
+        self, decision: Decision, key: str, outcome: Outcome, started: datetime, bound: Any
+    ) -> None:
+        await self.state.record_attempt(decision.name, key, outcome.value, started)
+        try:
+            if await self.state.record_rule_run(decision.rule, outcome is Outcome.FAILED, started):
+                bound.warning("circuit_breaker_opened")
+        except RuntimeError as exc:  # rule statistics must not undo a decision that acted
+            bound.warning("rule_statistics_not_recorded", error=str(exc))
+
+    async def _refused_for_now(
+        self,
+        decision: Decision,
+        event: Any,
+        key: str,
+        judged: tuple[str, Any, datetime, float],
+        bound: Any,
+    ) -> None:
+        """The action refused for a cause a person can remove (e.g. missing RBAC): tell people
+        once, write nothing, and let the same event be planned again later (the claim is
+        released, as nothing was written; the problem is not marked escalated)."""
+        reason, plan, started, clock = judged
+        if await self.state.mark_refused(decision.name, key):
+            metrics.record_outcome(decision, Outcome.ESCALATED, time.perf_counter() - clock)
+            await self._publish(
+                decision, event, key, Outcome.ESCALATED, reason, plan, started, clock, interim=True
+            )
+        await self.state.release(event.id, decision.name)
+        bound.info("decision_refused_recheck", reason=reason, recheck_after=plan.recheck_after)
 
     async def _resume(
         self, decision: Decision, event: Any, delivery: Delivery
@@ -317,7 +369,7 @@ class RemediatorService:
             return Outcome.APPLIED, RESUMED_WRITE, result.plan
         return result.outcome, result.reason, result.plan
 
-    async def _publish(  # noqa: PLR0917 - internal, one call site
+    async def _publish(  # noqa: PLR0917 - internal, two call sites
         self,
         decision: Decision,
         event: Any,
@@ -327,6 +379,8 @@ class RemediatorService:
         plan: Any,
         started: datetime,
         clock: float,
+        *,
+        interim: bool = False,
     ) -> None:
         spec = decision.rule.rule.spec
         target = self.runner.target_of(event)
@@ -334,7 +388,7 @@ class RemediatorService:
             event.data.evidence.model_dump(mode="json") if isinstance(event, ReleaseEvent) else {}
         )
         result = RemediationResult(
-            id=result_id(event.id, decision.name, outcome, decision.attempt),
+            id=result_id(event.id, decision.name, outcome, decision.attempt, interim=interim),
             source=f"medic/remediator/{event.cluster}",
             cluster=event.cluster,
             subject=event.subject,
@@ -361,14 +415,16 @@ class RemediatorService:
         await self.bus.publish(result)
 
 
-def load_rules(settings: RemediatorSettings) -> LoadResult:
+def load_rules(settings: RemediatorSettings, actions: ActionParams | None = None) -> LoadResult:
     """Built-ins, then the configured files; a file's rule replaces a built-in of the same name.
 
     That is how a team tunes a shipped rule (a shorter grace period, dry-run, other limits)
-    without disabling the whole pack.
+    without disabling the whole pack. Actions are checked against `actions` (default: the
+    default registry's).
     """
-    builtin = load_builtin() if settings.builtin_rules else LoadResult()
-    extra = load_paths(settings.rules)
+    actions = default_registry().params_models() if actions is None else actions
+    builtin = load_builtin(actions) if settings.builtin_rules else LoadResult()
+    extra = load_paths(settings.rules, actions)
     rules = {rule.name: rule for rule in builtin.rules}
     for rule in extra.rules:
         if rule.name in rules:
@@ -388,16 +444,11 @@ async def create(
     backups = BackupStore(await bus.kv(settings.backups_bucket, history=1))
     rules_kv = await bus.kv(settings.rules_bucket, history=5)
     context = ActionContext(kube=kube, cluster=cluster, actor=settings.actor, backups=backups)
-    runner = Runner(
-        bus,
-        registry or default_registry(),
-        context,
-        dry_run=settings.dry_run,
-        changes=ObjectChanges(kube),
-    )
-    return RemediatorService(
-        bus, settings, RuleBook(load_rules(settings)), state, runner, rules_kv, kube
-    )
+    registry = registry or default_registry()
+    runner = Runner(bus, registry, context, dry_run=settings.dry_run, changes=ObjectChanges(kube))
+    actions = registry.params_models()
+    rules = RuleBook(load_rules(settings, actions), actions)
+    return RemediatorService(bus, settings, rules, state, runner, rules_kv, kube)
 
 
 async def build(ctx: ServiceContext) -> RemediatorService:

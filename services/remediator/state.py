@@ -282,6 +282,19 @@ class StateStore:
 
         await self._change(f"object.{stable_id(rule, problem)}", change)
 
+    async def mark_refused(self, rule: str, problem: str) -> bool:
+        """Record that the action refused for a cause still in place; True the first time (so
+        people are told once, not at every re-check). A success clears it (`record_attempt`)."""
+        first = False
+
+        def change(current: dict[str, Any]) -> dict[str, Any]:
+            nonlocal first
+            first = not current.get("refused")
+            return {**current, "refused": True}
+
+        await self._change(f"object.{stable_id(rule, problem)}", change)
+        return first
+
     async def record_escalation(self, rule: str, problem: str) -> None:
         await self._change(f"object.{stable_id(rule, problem)}", lambda c: {**c, "escalated": True})
 

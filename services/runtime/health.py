@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
@@ -17,6 +19,20 @@ from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 
 log = structlog.get_logger(__name__)
 ReadinessCheck = Callable[[], Awaitable[bool]]
+PORT_ENV = "MEDIC_HEALTH__PORT"
+
+
+class HealthPortInUseError(Exception):
+    """The health port is taken (another Medic, or anything else on 8080): a user's setting to
+    change, said in one line, not a crash."""
+
+    def __init__(self, host: str, port: int) -> None:
+        super().__init__(
+            f"health port {port} on {host} is already in use: set {PORT_ENV} to a free port"
+            " (0 picks one)"
+        )
+        self.host = host
+        self.port = port
 
 
 class HealthServer:
@@ -58,7 +74,13 @@ class HealthServer:
         self._runner = web.AppRunner(self.app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.stop()
+            if exc.errno != errno.EADDRINUSE:
+                raise
+            raise HealthPortInUseError(self.host, self.port) from None
         if self.port == 0:  # learn the port the OS picked
             server = site._server  # noqa: SLF001 - aiohttp has no public accessor
             sockets = getattr(server, "sockets", None) or []
@@ -70,6 +92,33 @@ class HealthServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+
+def ensure_port_free(host: str, port: int) -> None:
+    """Fail before starting anything else (an embedded NATS, the sandbox) when the health port
+    is taken; `HealthServer.start` still reports a port taken in between."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as aiohttp binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise HealthPortInUseError(host, port) from None
+
+
+def port_in_use(exc: BaseException) -> HealthPortInUseError | None:
+    """The busy-port error in `exc`, also when a TaskGroup wrapped it in an ExceptionGroup."""
+    if isinstance(exc, HealthPortInUseError):
+        return exc
+    if isinstance(exc, BaseExceptionGroup):
+        for inner in exc.exceptions:
+            found = port_in_use(inner)
+            if found is not None:
+                return found
+    return None
 
 
 @contextlib.asynccontextmanager

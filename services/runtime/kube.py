@@ -30,7 +30,7 @@ import asyncio
 import json
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -465,16 +465,27 @@ class KubeClient:
         return await self.request("DELETE", rt.path(namespace, name), body=body)
 
     async def create_subject_access_review(
-        self, user: str, namespace: str | None, verb: str, resource: str, group: str = ""
+        self,
+        user: str,
+        namespace: str | None,
+        verb: str,
+        resource: str,
+        group: str = "",
+        *,
+        groups: Sequence[str] = (),
     ) -> bool:
-        """Whether `user` may `verb` `resource` in `namespace` (authorization.k8s.io/v1)."""
+        """Whether `user` (member of `groups`) may `verb` `resource` in `namespace`
+        (authorization.k8s.io/v1)."""
         attributes: dict[str, str] = {"verb": verb, "resource": resource, "group": group}
         if namespace:
             attributes["namespace"] = namespace
+        spec: dict[str, Any] = {"user": user, "resourceAttributes": attributes}
+        if groups:
+            spec["groups"] = list(groups)
         review = {
             "apiVersion": "authorization.k8s.io/v1",
             "kind": "SubjectAccessReview",
-            "spec": {"user": user, "resourceAttributes": attributes},
+            "spec": spec,
         }
         answer = await self.request("POST", SUBJECT_ACCESS_REVIEWS.path(), body=review)
         return bool((answer.get("status") or {}).get("allowed", False))

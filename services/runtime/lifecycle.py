@@ -12,7 +12,7 @@ import contextlib
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import structlog
 
@@ -30,6 +30,13 @@ class Service(Protocol):
     name: str
 
     async def run(self, stop: asyncio.Event) -> None: ...
+
+
+@runtime_checkable
+class Summarised(Protocol):
+    """A service that can say what it will do (rules, sources, channels), for `medic run`."""
+
+    def summary(self) -> list[str]: ...
 
 
 @dataclass
@@ -89,13 +96,17 @@ async def run_services(
     name: str,
     factories: Sequence[ServiceFactory],
     stop: asyncio.Event | None = None,
+    on_started: Callable[[Sequence[Service]], None] | None = None,
 ) -> None:
-    """Build and run services until stopped by a signal (or `stop`), then shut down cleanly."""
+    """Build and run services until stopped by a signal (or `stop`), then shut down cleanly;
+    `on_started` sees the services once built, before they run."""
     stop = stop or asyncio.Event()
     with stop_on_signals(stop):
         async with service_context(settings, name, stop) as ctx:
             services = [await factory(ctx) for factory in factories]
             log.info("services_started", services=[s.name for s in services])
+            if on_started is not None:
+                on_started(services)
             async with asyncio.TaskGroup() as tg:
                 for service in services:
                     tg.create_task(service.run(stop), name=service.name)

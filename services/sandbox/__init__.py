@@ -32,16 +32,21 @@ LIMITS (what the sandbox does not do like a real API server):
   bodies get 415. kubectl commands built on typed clients that send protobuf fail
   (`kubectl create secret generic ...`, `kubectl auth can-i`); `kubectl apply/create -f`,
   `get`, `patch`, `label`, `annotate`, `delete`, `--watch` all send JSON and work.
-- No Table output: kubectl prints its default columns (NAME, AGE) from the plain objects.
+- Table output (`kubectl get`, also `-w`) only for types whose CRD declares printer columns:
+  HelmRelease shows Flux's Age, Ready, Status (tables.py); other kinds get kubectl's default
+  columns (NAME, AGE) from the plain objects.
 - OpenAPI: /openapi/v2 answers 404; /openapi/v3 lists every group-version with paths only
   (no schemas) declaring the `fieldValidation` parameter, so kubectl leaves validation to the
   server (which accepts anything) and `kubectl apply` needs no --validate=false. Strategic merge
   patches kubectl computes for built-in types come from its compiled-in schemas.
+  `kubectl explain hr` therefore fails ("GVK ... not found in OpenAPI schema"): the CRDs carry no
+  schemas (x-kubernetes-preserve-unknown-fields); serving them would mean vendoring Flux's,
+  Fleet's and Gardener's CRDs. Use the upstream API reference, or explain against a cluster.
 - No aggregated discovery: the v2 APIGroupDiscoveryList is answered with the legacy
   APIGroupList as application/json, and clients fall back to legacy discovery.
 - Watch history is a bounded deque (default 10,000 events); a resume from an older
   resourceVersion gets a 410 Expired ERROR event; `compact()` forgets all history.
-- Secrets/ConfigMaps also get metadata.generation; no Table, no Scale, no log/exec/proxy.
+- Secrets/ConfigMaps also get metadata.generation; no Scale, no log/exec/proxy.
 - on_write hooks run synchronously inside the write; their exceptions are kept in
   `store.hook_errors` instead of failing the request.
 - Faults with latency > 0 or drop_watch=True only delay or drop the request; inject a second

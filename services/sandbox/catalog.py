@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from medic.upstream import flux
+
 ALL_VERBS = ("create", "delete", "deletecollection", "get", "list", "patch", "update", "watch")
 
 
@@ -21,6 +23,7 @@ class ResourceType:
     status_subresource: bool = False
     crd: bool = False
     categories: tuple[str, ...] = field(default=())
+    printer_columns: tuple[tuple[str, str, str], ...] = ()  # (name, type, jsonPath), as CRDs say
 
     @property
     def singular(self) -> str:
@@ -109,6 +112,7 @@ CATALOG: tuple[ResourceType, ...] = (
         status_subresource=True,
         crd=True,
         categories=("all",),
+        printer_columns=flux.PRINTER_COLUMNS,
     ),
     ResourceType(
         "fleet.cattle.io",
@@ -237,6 +241,10 @@ def crd_object(rt: ResourceType, stored_versions: list[str]) -> dict[str, Any]:
                     "storage": v == rt.storage_version,
                     "schema": schema,
                     "subresources": {"status": {}} if rt.status_subresource else {},
+                    "additionalPrinterColumns": [
+                        {"name": name, "type": kind, "jsonPath": path}
+                        for name, kind, path in rt.printer_columns
+                    ],
                 }
                 for v in rt.versions
             ],

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import typer
 
+from medic.runtime.cli_help import CommandApp
 from medic.sandbox import KubeSandbox
 from medic.sandbox.kubeconf import write_kubeconfig
 
-app = typer.Typer(no_args_is_help=True)
+app = CommandApp(no_args_is_help=True)
 
 
 async def _serve(port: int, kubeconfig: Path, load: list[Path]) -> None:
@@ -35,7 +36,15 @@ def sandbox(
     kubeconfig: Path = typer.Option(
         Path("sandbox.kubeconfig"), help="where to write the kubeconfig"
     ),
-    load: list[Path] = typer.Option([], help="YAML files (multi-document) to load at start"),
+    load: list[Path] = typer.Option(
+        [], metavar="FILE", help="YAML files (multi-document) to load at start; repeatable"
+    ),
 ) -> None:
-    """Serve an in-memory Kubernetes API (HelmRelease, Secrets, RBAC, ...) until interrupted."""
+    """Serve an in-memory Kubernetes API (HelmRelease, Secrets, RBAC, ...) until interrupted.
+
+    Examples:
+      medic sandbox --port 6443 --kubeconfig sandbox.kubeconfig
+      kubectl --kubeconfig sandbox.kubeconfig get hr -A
+      medic sandbox --load examples/objects.yaml --load more.yaml
+    """
     asyncio.run(_serve(port, kubeconfig, load))

@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
+from medic.sandbox import tables
 from medic.sandbox.catalog import BY_PLURAL, CATALOG, REASONS, ApiError, ResourceType, not_found
 from medic.sandbox.memstore import (
     Fault,
@@ -286,7 +287,8 @@ def _dispatch(
                 return _json(crd)
         raise not_found(rt, t.name)
     if verb == "list":
-        return _json(_list(request, store, t))
+        listed = _list(request, store, t)
+        return _json(_as_table(request, rt, listed["items"], listed["metadata"]) or listed)
     if verb == "create":
         if not isinstance(body, dict):
             raise ApiError(400, "BadRequest", "the request body must be an object")
@@ -313,8 +315,9 @@ def _dispatch(
             }
         )
     if verb == "get":
-        obj = store.read(rt, t.namespace, t.name)
-        return _json(store.convert(obj, rt, version, deep=False))
+        obj = store.convert(store.read(rt, t.namespace, t.name), rt, version, deep=False)
+        meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+        return _json(_as_table(request, rt, [obj], meta) or obj)
     if verb == "update":
         if not isinstance(body, dict):
             raise ApiError(400, "BadRequest", "the request body must be an object")
@@ -343,6 +346,15 @@ def _dispatch(
         )
         return _json(store.convert(gone, rt, version, deep=False))
     raise ApiError(405, "MethodNotAllowed", f"{verb} is not supported")
+
+
+def _as_table(
+    request: web.Request, rt: ResourceType, objs: list[dict[str, Any]], meta: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The Table kubectl asked for, when the type declares printer columns (tables.py)."""
+    if not tables.wanted(request.headers.get("Accept", ""), rt):
+        return None
+    return tables.table(rt, objs, meta, request.query.get("includeObject"))
 
 
 def _list(request: web.Request, store: SandboxStore, t: Target) -> dict[str, Any]:
@@ -390,6 +402,9 @@ async def stream_watch(
     await response.prepare(request)
 
     async def send(etype: str, obj: dict[str, Any]) -> None:
+        if etype in ("ADDED", "MODIFIED", "DELETED"):  # `kubectl get -w` asks for rows too
+            meta = {"resourceVersion": obj["metadata"].get("resourceVersion", "")}
+            obj = _as_table(request, t.rt, [obj], meta) or obj
         line = json.dumps({"type": etype, "object": obj}) + "\n"
         await response.write(line.encode())
 

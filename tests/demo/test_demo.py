@@ -9,8 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from medic.demo.scenarios import S2_DRIFT, S3_CLEAR, all_scenarios, as_dry_run, s3
 from medic.demo.stack import Timings, rules_yaml, tuned_rules
 from medic.remediator.rules.loader import load_builtin, load_text
+from medic.schemas import Outcome
 
 pytestmark = [pytest.mark.e2e, pytest.mark.etcd, pytest.mark.timeout(180)]
 
@@ -54,4 +56,31 @@ def test_medic_demo_plays_every_scenario_to_its_outcome(tmp_path: Path) -> None:
     assert {"S1", "S2", "S2-drift", "S3", "S4", "S4-heals", "S5", "healthy"} <= keys
     assert all(s["ok"] for s in data["scenarios"])
     assert data["timeline"]
+    assert "Traceback" not in done.stderr
+
+
+def test_dry_run_plans_every_fix_and_keeps_a_diagnosis_escalation() -> None:
+    expected = {s.key: s.expect for s in map(as_dry_run, all_scenarios())}
+    assert expected["S2-drift"] == ((S2_DRIFT, Outcome.ESCALATED),)
+    assert expected["S3"] == ((S3_CLEAR, Outcome.PLANNED),)
+    assert as_dry_run(s3(rbac_fixed=False)).expect == ((S3_CLEAR, Outcome.ESCALATED),)
+    fixes = [e for key, e in expected.items() if key != "S2-drift"]
+    assert all(outcome is Outcome.PLANNED for expect in fixes for _rule, outcome in expect)
+
+
+def test_medic_demo_dry_run_reaches_every_outcome_and_writes_nothing(tmp_path: Path) -> None:
+    report = tmp_path / "demo.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "medic.cli", "demo", "--dry-run", "--report", str(report)],
+        capture_output=True,
+        text=True,
+        timeout=170,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-4000:]
+    data = json.loads(report.read_text())
+    observed = {s["key"]: s["observed"] for s in data["scenarios"]}
+    assert observed["S2-drift"] == "escalated"
+    assert observed["S1"] == observed["S3"] == observed["S5"] == "planned"
     assert "Traceback" not in done.stderr

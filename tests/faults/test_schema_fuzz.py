@@ -24,6 +24,7 @@ from hypothesis import HealthCheck, given, settings
 
 from medic.notifier.delivery import CONSUMER as NOTIFIER_DURABLE
 from medic.notifier.settings import ChannelConfig
+from medic.remediator.actions import default_registry
 from medic.remediator.rules import cel
 from medic.remediator.rules.loader import load_text
 from medic.remediator.service import create
@@ -48,6 +49,7 @@ from medic.testing.waiting import eventually
 
 pytestmark = pytest.mark.faults
 CLUSTER = "fuzz"
+ACTIONS = default_registry(entry_points=False).params_models()
 PER_EVENT_SCHEMA = 25
 RESULTS_COUNT = 40
 SECRET = "whsec_" + base64.b64encode(b"schema-fuzz-webhook-secret-01234").decode()
@@ -217,7 +219,7 @@ async def test_notifier_dead_letters_bad_results_by_field_and_keeps_going(bus: B
 def test_generated_rule_files_load_or_report_file_line_field(mutant: Mutant) -> None:
     text = yaml.safe_dump(mutant.instance, sort_keys=False)
     lines = text.count("\n") + 1
-    loaded = load_text(text, "fuzz.yaml")  # never raises
+    loaded = load_text(text, "fuzz.yaml", ACTIONS)  # never raises
     assert len(loaded.rules) + len({e.line for e in loaded.errors}) >= 1
     for error in loaded.errors:
         assert error.file == "fuzz.yaml"

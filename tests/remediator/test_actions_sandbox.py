@@ -19,6 +19,7 @@ from medic.runtime import subjects
 from medic.runtime.bus import Bus
 from medic.runtime.consumer import Delivery
 from medic.runtime.embedded_nats import EmbeddedNats
+from medic.runtime.errors import Deferred
 from medic.runtime.kube import KubeClient
 from medic.runtime.settings import KubeSettings
 from medic.sandbox import Fault, KubeSandbox
@@ -216,10 +217,16 @@ async def test_clear_pending_backs_up_refuses_on_rbac_and_restores(
         }
     )
     remediator = await service(bus, kube)
-    await remediator.handle(event, delivery(event))
+    with pytest.raises(Deferred) as deferred:  # re-planned later: the RBAC may get fixed
+        await remediator.handle(event, delivery(event))
+    assert deferred.value.delay == 30.0
     [refused] = await results(bus)
     assert refused.data.outcome is Outcome.ESCALATED
     assert refused.data.diagnosis["allowed"]["update"] is False
+    with pytest.raises(Deferred):  # still broken: planned again, nothing written, nobody re-told
+        await remediator.handle(event, delivery(event))
+    assert [r.data.outcome for r in await results(bus)] == [Outcome.ESCALATED]
+    assert not [r for r in sandbox.store.requests if r.verb in {"update", "patch"}]
     sandbox.store.put(
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -237,13 +244,12 @@ async def test_clear_pending_backs_up_refuses_on_rbac_and_restores(
             "subjects": [{"kind": "ServiceAccount", "name": "default", "namespace": "apps"}],
         }
     )
-    again = event.model_copy(update={"id": event.id + "-2"})
-    fresh = await service(bus, kube, state_bucket="medic-remediator-2")
-    await fresh.handle(again, delivery(again))
+    await remediator.handle(event, delivery(event))  # the same event, once the RBAC is fixed
     stored = sandbox.store.get("v1", "Secret", name, "apps") or {}
     assert stored["metadata"]["labels"]["status"] == "failed"
     assert helm.decode_secret_data(stored["data"]["release"])["info"]["status"] == "failed"
-    cleared = [r for r in await results(bus) if r.data.outcome is Outcome.SUCCEEDED]
+    found = await results(bus)
+    cleared = [r for r in found if r.data.outcome is Outcome.SUCCEEDED]
     assert cleared
     audits = [
         a

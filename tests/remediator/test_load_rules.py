@@ -55,3 +55,32 @@ def test_rule_paths_from_the_environment_are_comma_separated(
     single = RemediatorSettings.load()
     assert isinstance(single, RemediatorSettings)
     assert single.rules == [tmp_path / "b.yaml"]
+
+
+def test_a_file_with_a_bad_regex_is_reported_and_the_other_rules_are_in_force(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "leader.yaml").write_text(
+        "apiVersion: medic.dev/v1alpha1\nkind: RemediationRule\nmetadata: {name: leader}\n"
+        'spec:\n  match: {message: "(leader"}\n  action: {name: retry}\n'
+    )
+    (tmp_path / "s4.yaml").write_text(FASTER_S4)
+    loaded = load_rules(RemediatorSettings(actor="test", rules=[tmp_path], builtin_rules=False))
+    assert [rule.name for rule in loaded.rules] == ["fleet-force-sync-missing-values"]
+    [error] = loaded.errors
+    assert str(error).startswith(f"{tmp_path / 'leader.yaml'}:5: field 'spec.match.message'")
+
+
+def test_a_rule_with_params_its_action_refuses_is_not_in_force(tmp_path: Path) -> None:
+    (tmp_path / "label.yaml").write_text(
+        FASTER_S4.replace("fleet-force-sync-missing-values", "team-label").replace(
+            "{name: force-reconcile}", "{name: label, params: {labels: {team: a}}}"
+        )
+    )
+    (tmp_path / "s4.yaml").write_text(FASTER_S4)
+    loaded = load_rules(RemediatorSettings(actor="test", rules=[tmp_path], builtin_rules=False))
+    assert [rule.name for rule in loaded.rules] == ["fleet-force-sync-missing-values"]
+    assert [(e.field, e.line) for e in loaded.errors] == [
+        ("spec.action.params.values", 7),
+        ("spec.action.params.labels", 7),
+    ]

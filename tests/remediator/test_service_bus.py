@@ -9,14 +9,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from pathlib import Path
 
+import pytest
 from nats.js import api
 
+from medic.remediator.rules.engine import Decision, Verdict
+from medic.remediator.rules.index import RuleSet
+from medic.remediator.rules.loader import load_text
 from medic.remediator.service import RemediatorService, create
 from medic.remediator.settings import RemediatorSettings
 from medic.runtime import subjects
 from medic.runtime.bus import Bus
 from medic.runtime.consumer import Delivery
+from medic.runtime.errors import PermanentError
 from medic.schemas import Outcome, RemediationResult, decode_message
 from medic.testing.factories import release_event
 from medic.testing.waiting import eventually
@@ -125,6 +131,79 @@ async def test_rule_pushed_to_kv_is_picked_up_and_a_bad_one_is_rejected(bus: Bus
         await bus.publish(release_event("web-1"))
         found = await eventually(lambda: results(bus))
     assert [r.data.rule for r in found] == ["first"]
+
+
+async def test_a_pushed_rule_with_a_bad_regex_or_bad_bytes_leaves_the_rules_in_force(
+    bus: Bus,
+) -> None:
+    service = await create(bus, None, settings(), "test")  # type: ignore[arg-type]
+    async with running(service):
+        await push(bus, "rules.first", RULE.format(name="first", pattern="web*"))
+        await eventually(
+            lambda: asyncio.sleep(0, result=service.rules.ruleset.names() == ["first"])
+        )
+        await push(
+            bus,
+            "rules.first",
+            RULE.format(name="first", pattern="web*").replace(
+                "names:", 'message: "(leader", names:'
+            ),
+        )
+        kv = await bus.kv("medic-rules", history=5)
+        await kv.put("rules.binary", b"\xff\xfe not UTF-8")
+        await push(bus, "rules.second", RULE.format(name="second", pattern="api*"))
+        await eventually(
+            lambda: asyncio.sleep(0, result=service.rules.ruleset.names() == ["first", "second"])
+        )
+        await bus.publish(release_event("web-1"))
+        found = await eventually(lambda: results(bus))
+    assert [r.data.rule for r in found] == ["first"]
+
+
+async def test_a_bad_rule_file_at_start_is_reported_and_the_rest_are_in_force(
+    bus: Bus, tmp_path: Path
+) -> None:
+    (tmp_path / "leader.yaml").write_text(
+        RULE.format(name="leader", pattern="*").replace("names:", 'message: "(leader", names:')
+    )
+    (tmp_path / "ops.yaml").write_text(RULE.format(name="ops", pattern="*"))
+    service = await create(bus, None, settings(rules=[tmp_path]), "test")  # type: ignore[arg-type]
+    assert service.rules.ruleset.names() == ["ops"]
+    [error] = service.rules.base.errors
+    assert (error.file, error.field) == (str(tmp_path / "leader.yaml"), "spec.match.message")
+
+
+async def test_a_pushed_rule_whose_action_is_unknown_is_rejected(bus: Bus) -> None:
+    service = await create(bus, None, settings(), "test")  # type: ignore[arg-type]
+    async with running(service):
+        await push(
+            bus,
+            "rules.typo",
+            RULE.format(name="typo", pattern="*").replace("notify-only", "notify-onyl"),
+        )
+        await push(bus, "rules.second", RULE.format(name="second", pattern="api*"))
+        await eventually(
+            lambda: asyncio.sleep(0, result=service.rules.ruleset.names() == ["second"])
+        )
+
+
+async def test_an_unchecked_rule_with_wrong_params_fails_naming_the_field(bus: Bus) -> None:
+    service = await create(bus, None, settings(), "test")  # type: ignore[arg-type]
+    unchecked = load_text(  # loaded without its action checked, as a library user might
+        RULE.format(name="raw", pattern="*").replace(
+            "{name: notify-only}", "{name: annotate, params: {annotations: {a: b}}}"
+        ),
+        "raw.yaml",
+    )
+    [rule] = RuleSet.build(unchecked.rules).rules
+    decision = Decision(rule, Verdict.ACT, attempt=1)
+    with pytest.raises(PermanentError) as raised:
+        await service.runner.execute(decision, release_event("web-1"), lambda: asyncio.sleep(0))
+    assert str(raised.value) == (
+        "rule raw: field 'spec.action.params.values' action 'annotate' needs parameter 'values'; "
+        "field 'spec.action.params.annotations' unknown parameter 'annotations' of action "
+        "'annotate'; known: values, plural"
+    )
 
 
 async def test_dry_run_plans_and_does_not_act(bus: Bus) -> None:

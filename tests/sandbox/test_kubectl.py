@@ -144,3 +144,50 @@ async def test_kubectl_watch(kube_sandbox: KubeSandbox) -> None:
     assert rc == 0, err
     assert "podinfo" in out
     assert "second" in out
+
+
+async def test_kubectl_get_hr_shows_the_printer_columns_of_the_flux_crd(
+    kube_sandbox: KubeSandbox,
+) -> None:
+    sb = kube_sandbox
+    message = "Helm upgrade failed: etcdserver: leader changed"
+    failed = {"type": "Ready", "status": "False", "reason": "UpgradeFailed", "message": message}
+    sb.store.put(
+        {
+            "apiVersion": "helm.toolkit.fluxcd.io/v2",
+            "kind": "HelmRelease",
+            "metadata": {"name": "podinfo", "namespace": "apps"},
+            "spec": {},
+            "status": {"conditions": [failed]},
+        }
+    )
+    sb.store.put(
+        {
+            "apiVersion": "helm.toolkit.fluxcd.io/v2beta1",
+            "kind": "HelmRelease",
+            "metadata": {"name": "redis", "namespace": "cache"},
+            "spec": {},
+        }
+    )
+    rc, out, err = await kubectl(sb, "get", "hr", "-A")
+    assert rc == 0, err
+    header, podinfo, redis = out.splitlines()
+    assert header.split() == ["NAMESPACE", "NAME", "AGE", "READY", "STATUS"]
+    assert podinfo.split()[:2] == ["apps", "podinfo"]
+    assert podinfo.split()[2].endswith("s")  # an age, as the API server renders it
+    assert podinfo.split(None, 4)[3:] == ["False", message]
+    assert redis.split()[:2] == ["cache", "redis"]
+    assert len(redis.split()) == 3, "no Ready condition: empty Ready and Status cells"
+
+    rc, out, err = await kubectl(sb, "get", "hr", "podinfo", "-n", "apps")
+    assert rc == 0, err
+    assert out.splitlines()[0].split() == ["NAME", "AGE", "READY", "STATUS"]
+    assert out.splitlines()[1].split(None, 3)[2:] == ["False", message]
+
+    rc, out, err = await kubectl(
+        sb, "get", "crd", "helmreleases.helm.toolkit.fluxcd.io", "-o", "yaml"
+    )
+    assert rc == 0, err
+    crd = yaml.safe_load(out)
+    columns = crd["spec"]["versions"][0]["additionalPrinterColumns"]
+    assert [c["name"] for c in columns] == ["Age", "Ready", "Status"]

@@ -8,6 +8,7 @@ from medic.sandbox import ApiError, SandboxStore
 from medic.sandbox.access import review
 from medic.sandbox.memstore import field_matcher, label_matcher
 from medic.sandbox.patches import apply_patch, merge_patch, strategic_merge_patch
+from medic.sandbox.tables import human_duration, json_path
 
 
 def test_merge_patch_removes_nulls_and_replaces_lists() -> None:
@@ -185,3 +186,33 @@ def test_a_write_that_changes_nothing_is_a_no_op() -> None:
     assert same is rt
     assert same["metadata"]["resourceVersion"] == created["metadata"]["resourceVersion"]
     assert calls == ["ADDED"]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (-5, "<invalid>"),
+        (-1, "0s"),
+        (45, "45s"),
+        (119, "119s"),
+        (312, "5m12s"),
+        (600, "10m"),
+        (10799, "179m"),
+        (12000, "3h20m"),
+        (28800, "8h"),
+        (180000, "2d2h"),
+        (691200, "8d"),
+        (65664000, "2y30d"),
+        (8 * 365 * 86400, "8y"),
+    ],
+)
+def test_ages_read_as_kubectl_shows_them(seconds: int, shown: str) -> None:
+    assert human_duration(seconds) == shown
+
+
+def test_printer_column_paths_find_the_ready_condition() -> None:
+    obj = {"status": {"conditions": [{"type": "Released"}, {"type": "Ready", "status": "True"}]}}
+    assert json_path(obj, '.status.conditions[?(@.type=="Ready")].status') == "True"
+    assert json_path(obj, ".status.conditions[0].type") == "Released"
+    assert json_path(obj, '.status.conditions[?(@.type=="Stalled")].status') is None
+    assert json_path({}, ".metadata.creationTimestamp") is None

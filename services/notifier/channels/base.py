@@ -59,6 +59,9 @@ class ChannelError(Exception):
 
 
 class Channel(Protocol):
+    """A destination. A channel for machines may also set `machine_readable = True`: it then
+    gets every result as it is, failed attempts included, never folded."""
+
     name: str
     supports_threads: bool
 

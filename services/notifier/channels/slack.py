@@ -160,7 +160,7 @@ PLUGIN = ChannelPlugin(
     kind="slack",
     options_model=SlackOptions,
     create=SlackChannel,
-    description="Slack incoming webhook or Web API (bot token, threads per problem).",
+    description="Slack incoming webhook or Web API (bot token, one thread per object).",
     example={"token_file": "/var/run/secrets/slack/token", "channel": "#platform-alerts"},
     default_rate=1.0,  # Slack: about one message per second per channel
 )

@@ -50,6 +50,7 @@ class WebhookOptions(BaseModel):
 
 class WebhookChannel:
     supports_threads = False
+    machine_readable = True  # every result as it is: never folded (medic.notifier.folding)
 
     def __init__(self, name: str, options: WebhookOptions) -> None:
         self.name = name

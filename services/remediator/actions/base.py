@@ -51,6 +51,9 @@ class Plan:
     backup: dict[str, Any] | None = None
     token: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    # A refusal whose cause a person can remove (missing RBAC): escalate once, then plan again
+    # every `recheck_after` seconds and act once the cause is gone (no restart, no new event).
+    recheck_after: float | None = None
 
 
 class Action(Protocol):
@@ -87,6 +90,13 @@ KNOWN_PLURALS = {
     "Secret": "secrets",
     "ConfigMap": "configmaps",
 }
+
+
+PLURAL_HELP = (
+    "The resource's plural, when it is not the kind in lower case + s (known: "
+    + ", ".join(KNOWN_PLURALS)
+    + ")."
+)
 
 
 def resource_type(ref: ObjectRef, plural: str | None = None) -> ResourceType:
@@ -126,6 +136,10 @@ class ActionRegistry:
         except KeyError:
             known = ", ".join(sorted(self._actions))
             raise KeyError(f"unknown action {name!r}; known: {known}") from None
+
+    def params_models(self) -> dict[str, type[BaseModel]]:
+        """Action name -> its parameters model: what the rule loader checks params against."""
+        return {name: action.params_model for name, action in self._actions.items()}
 
     def __contains__(self, name: object) -> bool:
         return name in self._actions

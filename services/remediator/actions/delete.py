@@ -9,19 +9,22 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from medic.remediator.actions.base import ActionContext, Plan, fixed, resource_type
+from medic.remediator.actions.base import PLURAL_HELP, ActionContext, Plan, fixed, resource_type
 from medic.runtime.kube import NotFoundError
 from medic.schemas import Event, ObjectRef
 
 
 class DeleteParams(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    allow_kinds: list[str] = Field(alias="allowKinds", min_length=1)
+    allow_kinds: list[str] = Field(
+        alias="allowKinds", min_length=1, description="Kinds it may delete; any other is refused."
+    )
     protected_namespaces: list[str] = Field(
         default_factory=lambda: ["kube-system", "kube-public", "flux-system"],
         alias="protectedNamespaces",
+        description="Namespaces it never deletes in.",
     )
-    plural: str | None = None
+    plural: str | None = Field(default=None, description=PLURAL_HELP)
 
 
 class DeleteAction:

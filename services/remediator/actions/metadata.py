@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from medic.remediator.actions.base import ActionContext, Plan, fixed, resource_type
+from medic.remediator.actions.base import PLURAL_HELP, ActionContext, Plan, fixed, resource_type
 from medic.runtime.kube import NotFoundError
 from medic.schemas import Change, Event, ObjectRef
 
@@ -18,7 +18,7 @@ from medic.schemas import Change, Event, ObjectRef
 class MetadataParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
     values: dict[str, str | None] = Field(description="Keys to set; null removes.")
-    plural: str | None = None
+    plural: str | None = Field(default=None, description=PLURAL_HELP)
 
 
 def fill(value: str | None, target: ObjectRef, event: Event) -> str | None:

@@ -29,7 +29,11 @@ WRITE_AND_WATCH = ["get", "patch", "watch"]  # watch: verification waits on chan
 
 class MigrateParams(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
-    target_version: str = Field(default=flux.STORAGE_VERSION, alias="targetVersion")
+    target_version: str = Field(
+        default=flux.STORAGE_VERSION,
+        alias="targetVersion",
+        description="The API version to write through (the object's group).",
+    )
 
 
 def newest_write_version(obj: dict[str, Any]) -> str:

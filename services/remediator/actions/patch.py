@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from medic.remediator.actions.base import ActionContext, Plan, fixed, resource_type
+from medic.remediator.actions.base import PLURAL_HELP, ActionContext, Plan, fixed, resource_type
 from medic.remediator.actions.metadata import fill
 from medic.runtime.kube import NotFoundError
 from medic.schemas import Event, ObjectRef
@@ -19,9 +19,13 @@ from medic.schemas import Event, ObjectRef
 
 class PatchParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    type: Literal["merge", "json"] = "merge"
-    body: Any
-    plural: str | None = None
+    type: Literal["merge", "json"] = Field(
+        default="merge", description="merge: a JSON merge patch; json: a list of JSON patch ops."
+    )
+    body: Any = Field(
+        description="The patch; strings may use {name}, {namespace}, {cluster}, {kind}."
+    )
+    plural: str | None = Field(default=None, description=PLURAL_HELP)
 
 
 def render(value: Any, target: ObjectRef, event: Event) -> Any:

@@ -47,6 +47,12 @@ class SourcePlugin:
     description: str = ""
     example: dict[str, Any] = field(default_factory=dict)
 
+    def describe(self, config: BaseModel) -> str:
+        """One line for `medic run`'s summary: what it watches, and the options set."""
+        options = config.model_dump(mode="json", exclude_defaults=True)
+        chosen = ", ".join(f"{key}={value}" for key, value in options.items())
+        return f"{self.name}: {self.description}" + (f" ({chosen})" if chosen else "")
+
 
 class SourceRegistry:
     """Sources by name; built by the service, filled by `register` or from entry points."""

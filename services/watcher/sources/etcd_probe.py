@@ -45,9 +45,9 @@ class EtcdProbeSettings(BaseModel):
     stable_after: float = Field(
         default=30.0, ge=0, description="Seconds with a leader and no change before `stable`."
     )
-    tls_ca_file: Path | None = None
-    tls_cert_file: Path | None = None
-    tls_key_file: Path | None = None
+    tls_ca_file: Path | None = Field(default=None, description="CA bundle for https members.")
+    tls_cert_file: Path | None = Field(default=None, description="Client certificate (mTLS).")
+    tls_key_file: Path | None = Field(default=None, description="Key of the client certificate.")
 
     @field_validator("endpoints")
     @classmethod

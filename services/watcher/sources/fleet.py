@@ -23,13 +23,19 @@ from medic.watcher.informer import Informer
 from medic.watcher.problems import Finding
 from medic.watcher.sources.base import Emit, Source, SourceContext, SourcePlugin
 from medic.watcher.sources.conditions import classify, conditions_of
-from medic.watcher.sources.kubernetes import ObjectFilter, ObjectSource, Tracked, WatchOptions
+from medic.watcher.sources.kubernetes import (
+    TICK_HELP,
+    ObjectFilter,
+    ObjectSource,
+    Tracked,
+    WatchOptions,
+)
 
 
 class FleetSettings(BaseModel):
     filter: ObjectFilter = Field(default_factory=ObjectFilter)
     watch: WatchOptions = Field(default_factory=WatchOptions)
-    tick: float = Field(default=5.0, gt=0)
+    tick: float = Field(default=5.0, gt=0, description=TICK_HELP)
     missing_after: float = Field(
         default=2.0,
         ge=0,

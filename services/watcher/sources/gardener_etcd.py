@@ -20,14 +20,24 @@ from medic.upstream import gardener
 from medic.watcher.problems import Finding
 from medic.watcher.sources.base import Source, SourceContext, SourcePlugin
 from medic.watcher.sources.conditions import last_write
-from medic.watcher.sources.kubernetes import ObjectFilter, ObjectSource, Tracked, WatchOptions
+from medic.watcher.sources.kubernetes import (
+    TICK_HELP,
+    ObjectFilter,
+    ObjectSource,
+    Tracked,
+    WatchOptions,
+)
 
 
 class GardenerEtcdSettings(BaseModel):
-    operation_after: float = Field(default=300.0, ge=0, description="Seconds = stuck.")
+    operation_after: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds an operation annotation may stay before it is `operation_stuck`.",
+    )
     filter: ObjectFilter = Field(default_factory=ObjectFilter)
     watch: WatchOptions = Field(default_factory=WatchOptions)
-    tick: float = Field(default=5.0, gt=0)
+    tick: float = Field(default=5.0, gt=0, description=TICK_HELP)
 
 
 @dataclass(frozen=True, slots=True)

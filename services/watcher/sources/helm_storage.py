@@ -21,14 +21,24 @@ from medic.upstream import helm
 from medic.watcher.problems import Finding
 from medic.watcher.sources.base import Source, SourceContext, SourcePlugin
 from medic.watcher.sources.conditions import parse_time
-from medic.watcher.sources.kubernetes import ObjectFilter, ObjectSource, Tracked, WatchOptions
+from medic.watcher.sources.kubernetes import (
+    TICK_HELP,
+    ObjectFilter,
+    ObjectSource,
+    Tracked,
+    WatchOptions,
+)
 
 
 class HelmStorageSettings(BaseModel):
-    pending_after: float = Field(default=300.0, ge=0, description="Seconds pending = stuck.")
+    pending_after: float = Field(
+        default=300.0,
+        ge=0,
+        description="Seconds the newest revision may stay pending-* before it is `pending`.",
+    )
     filter: ObjectFilter = Field(default_factory=ObjectFilter)
     watch: WatchOptions = Field(default_factory=WatchOptions)
-    tick: float = Field(default=5.0, gt=0)
+    tick: float = Field(default=5.0, gt=0, description=TICK_HELP)
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,16 +22,34 @@ from medic.upstream import flux
 from medic.watcher.problems import Finding
 from medic.watcher.sources.base import Emit, Source, SourceContext, SourcePlugin
 from medic.watcher.sources.conditions import Cond, classify, compact_conditions, last_write
-from medic.watcher.sources.kubernetes import ObjectFilter, ObjectSource, Tracked, WatchOptions
+from medic.watcher.sources.kubernetes import (
+    TICK_HELP,
+    ObjectFilter,
+    ObjectSource,
+    Tracked,
+    WatchOptions,
+)
 
 
 class HelmReleaseSettings(BaseModel):
-    version: str | None = Field(default=None, description="Served version; None = discover.")
-    target_version: str = flux.STORAGE_VERSION
-    stale_after: float = Field(default=600.0, ge=0, description="observedGeneration lag, s.")
+    version: str | None = Field(
+        default=None,
+        description="HelmRelease version to watch; unset = the one the cluster prefers.",
+    )
+    target_version: str = Field(
+        default=flux.STORAGE_VERSION,
+        description="An object last written (managedFields) through another version is "
+        "`old_api_version`.",
+    )
+    stale_after: float = Field(
+        default=600.0,
+        ge=0,
+        description="Seconds `status.observedGeneration` may lag `metadata.generation` before "
+        "the status is `stale_status`.",
+    )
     filter: ObjectFilter = Field(default_factory=ObjectFilter)
     watch: WatchOptions = Field(default_factory=WatchOptions)
-    tick: float = Field(default=5.0, gt=0)
+    tick: float = Field(default=5.0, gt=0, description=TICK_HELP)
 
 
 CONDITIONS = frozenset({flux.READY, flux.STALLED, flux.RELEASED})  # what the judgement reads

@@ -21,7 +21,13 @@ from medic.upstream import flux
 from medic.watcher.problems import Finding
 from medic.watcher.sources.base import Source, SourceContext, SourcePlugin
 from medic.watcher.sources.conditions import classify
-from medic.watcher.sources.kubernetes import ObjectFilter, ObjectSource, Tracked, WatchOptions
+from medic.watcher.sources.kubernetes import (
+    TICK_HELP,
+    ObjectFilter,
+    ObjectSource,
+    Tracked,
+    WatchOptions,
+)
 
 EVENTS_V1 = ResourceType("events.k8s.io", "v1", "events", "Event")
 
@@ -29,7 +35,7 @@ EVENTS_V1 = ResourceType("events.k8s.io", "v1", "events", "Event")
 class KubeEventsSettings(BaseModel):
     filter: ObjectFilter = Field(default_factory=ObjectFilter)
     watch: WatchOptions = Field(default_factory=WatchOptions)
-    tick: float = Field(default=30.0, gt=0)
+    tick: float = Field(default=30.0, gt=0, description=TICK_HELP)
     api: Literal["core", "events.k8s.io"] = Field(
         default="core", description="Which Events API to watch (the same objects, two shapes)."
     )

@@ -29,16 +29,31 @@ log = structlog.get_logger(__name__)
 P = TypeVar("P")
 
 
+TICK_HELP = (
+    "Seconds between re-judgements of every object: how late a 'longer than' threshold "
+    "(`*_after`) can be noticed when the object itself does not change."
+)
+
+
 class ObjectFilter(BaseModel):
     """Which objects a source looks at."""
 
-    namespaces: list[str] = Field(default_factory=list, description="Globs; empty = all.")
-    exclude_namespaces: list[str] = Field(default_factory=list)
-    label_selector: str | None = None
-    namespace_selector: str | None = Field(
-        default=None, description="Label selector on Namespaces (refreshed every minute)."
+    namespaces: list[str] = Field(
+        default_factory=list, description="Namespace globs to watch; empty = all."
     )
-    namespace_refresh: float = Field(default=60.0, gt=0)
+    exclude_namespaces: list[str] = Field(
+        default_factory=list, description="Namespace globs to skip, even when `namespaces` match."
+    )
+    label_selector: str | None = Field(
+        default=None, description="Label selector on the watched objects (sent to the API server)."
+    )
+    namespace_selector: str | None = Field(
+        default=None,
+        description="Label selector on Namespaces: only objects in matching namespaces count.",
+    )
+    namespace_refresh: float = Field(
+        default=60.0, gt=0, description="Seconds between re-reads of `namespace_selector`."
+    )
 
     def allows(self, namespace: str | None, selected: set[str] | None = None) -> bool:
         """`selected`: the namespaces matching `namespace_selector` (None: no such selector)."""
@@ -53,7 +68,9 @@ class ObjectFilter(BaseModel):
 class WatchOptions(BaseModel):
     """How the informer watches: server-side watch length and the client's dead-watch timer."""
 
-    timeout_seconds: int = Field(default=300, ge=1, description="Server closes the watch after.")
+    timeout_seconds: int = Field(
+        default=300, ge=1, description="Seconds after which the API server ends a watch."
+    )
     inactivity_timeout: float = Field(
         default=90.0, gt=0, description="A watch silent this long is dead: reconnect."
     )

@@ -183,9 +183,11 @@ def test_never_acts_beyond_the_attempt_limit(attempts: int, limit: int, elapsed:
 def test_rule_json_schema_is_committed_and_current() -> None:
     from pathlib import Path
 
-    from medic.remediator.rules.model import RULE_SCHEMA_MODEL
+    from medic.remediator.actions import default_registry
+    from medic.remediator.actions.reference import rule_schema
     from medic.schemas.export import HERE, schema_documents
 
-    documents = schema_documents({"remediation-rule": RULE_SCHEMA_MODEL})
+    model = rule_schema(default_registry(entry_points=False))
+    documents = schema_documents({"remediation-rule": model})
     committed = (Path(HERE) / "remediation-rule.json").read_text()
     assert committed == documents["remediation-rule.json"], "run `medic schemas` and commit"
