@@ -89,7 +89,12 @@ def pytest_collection_modifyitems(
 
     A first build takes minutes; done here it is not charged to one test's timeout.
     """
-    real = [item for item in items if "control_plane" in getattr(item, "fixturenames", ())]
+    real = [
+        item
+        for item in items
+        if "control_plane" in getattr(item, "fixturenames", ())
+        or item.get_closest_marker("realcluster") is not None  # e.g. a parametrized server
+    ]
     for item in real:
         item.add_marker(pytest.mark.realcluster)
     if not real or upstream.missing_reason() is not None:

@@ -267,6 +267,7 @@ class Runner:
         outcome: str,
         after: Any = None,
     ) -> None:
+        target = written_ref(target, plan)
         await audit.record(
             self.bus,
             cluster=event.cluster,
@@ -280,6 +281,22 @@ class Runner:
             after=after if isinstance(after, dict) else None,
             backup_id=plan.extra.get("backup_id"),
         )
+
+
+def written_ref(target: ObjectRef, plan: Plan) -> ObjectRef:
+    """The object the plan writes: the event's target, or another one an action chose (the
+    HelmRelease that owns a pending release, the Bundle that owns a BundleDeployment). The
+    audit trail names what was written, not what was observed."""
+    rt = plan.rt
+    if rt is None or (rt.kind, plan.name, plan.namespace) == (
+        target.kind,
+        target.name,
+        target.namespace,
+    ):
+        return target
+    return ObjectRef(
+        kind=rt.kind, api_version=rt.api_version, namespace=plan.namespace, name=plan.name
+    )
 
 
 def now() -> datetime:

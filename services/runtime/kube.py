@@ -433,8 +433,10 @@ class KubeClient:
             metadata["resourceVersion"] = resource_version
             body = {**body, "metadata": metadata}
         elif resource_version and patch_type == "json":
-            test = {"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}
-            body = [test, *body]
+            # Not a `test` op: the API server answers a failed test with 422 Invalid, while a
+            # resourceVersion written by the patch is a precondition it answers with 409.
+            pin = {"op": "replace", "path": "/metadata/resourceVersion", "value": resource_version}
+            body = [pin, *body]
         return await self.request(
             "PATCH",
             rt.path(namespace, name, subresource),

@@ -12,10 +12,19 @@ Like the API server, a write that changes nothing (for example a JSON patch remo
 re-adding the same annotation) is a no-op: same resourceVersion, no watch event, no on_write hook.
 Namespaces default, kube-system and kube-public exist from the start.
 
+tests/contract/ runs one suite against this sandbox and the real kube-apiserver 1.34; where
+they differ the test names the LIMIT below.
+
 LIMITS (what the sandbox does not do like a real API server):
-- Authentication: any bearer token (or none) is accepted and every request acts as the user
-  `sandbox`, who may do everything; RBAC objects are only evaluated for (Self)SubjectAccessReview.
-- No admission, no schema validation, no defaulting; objects are stored as given. There are no
+- Authentication: any bearer token (or none) is accepted and acts as the user `sandbox`, who
+  may do everything, except tokens issued by `store.issue_token` (`serviceaccount_kubeconfig`),
+  whose requests are authorized from the stored RBAC and get the API server's 403 Forbidden.
+  (Self)SubjectAccessReview evaluates the same RBAC; aggregated ClusterRoles are not expanded
+  and there are no default roles (system:basic-user, ...): an issued identity may do only what
+  the stored RBAC grants, while discovery, /version and /openapi are never checked.
+- No admission, no schema validation, no defaulting; objects are stored as given (the real
+  Flux CRD defaults e.g. spec.chart.spec.reconcileStrategy and status.observedGeneration: -1;
+  Medic reads a missing observedGeneration as -1, so its judgement is the same). There are no
   finalizers, garbage collection or deletion grace periods: DELETE removes at once (deleting a
   Namespace removes its objects at once).
 - Creating a namespaced object in a missing namespace creates the Namespace implicitly.
@@ -23,15 +32,20 @@ LIMITS (what the sandbox does not do like a real API server):
   Objects keep the version they were stored at until written again (`set_storage_version`).
 - Strategic merge patch = JSON merge patch in which lists of maps merge by `name`, else by `type`
   (containers, env, conditions); `$patch: delete|replace` honoured, other directives dropped.
-  Server-side apply (application/apply-patch+yaml) is a merge patch recorded as operation Apply;
-  no field ownership or conflicts; managedFields carry `fieldsV1: {}`.
+  The real server refuses strategic merge patches on custom resources (415); the sandbox
+  applies them. Server-side apply (application/apply-patch+yaml) is a merge patch recorded as
+  operation Apply; no field ownership or conflicts; managedFields carry `fieldsV1: {}` (kept
+  per manager, operation, subresource and, for Update, API version, in the API server's order;
+  an entry whose fields all moved to another manager is not dropped).
 - fieldSelector: any dotted path with =, ==, != (metadata.name, metadata.namespace, type, ...);
   involvedObject.* / regarding.* are ignored. List resourceVersion/resourceVersionMatch
-  parameters are ignored (lists are always current); continue tokens never expire.
-- JSON only (YAML accepted for apply-patch and the control API): protobuf and CBOR request
-  bodies get 415. kubectl commands built on typed clients that send protobuf fail
-  (`kubectl create secret generic ...`, `kubectl auth can-i`); `kubectl apply/create -f`,
-  `get`, `patch`, `label`, `annotate`, `delete`, `--watch` all send JSON and work.
+  parameters are ignored (lists are always current); continue tokens expire (410) only once
+  `compact()` passed their version.
+- Answers are JSON. Request bodies: JSON, YAML (apply-patch, control API), and protobuf for the
+  kinds kubectl's typed clients create (Secret, ConfigMap, Namespace, ServiceAccount,
+  SelfSubjectAccessReview; `medic.sandbox.protobuf`): `kubectl create secret generic`,
+  `create configmap`, `create namespace`, `create sa` and `auth can-i` work. Protobuf of other
+  kinds and CBOR get 415 (client-go retries in JSON after a 415 only for CBOR).
 - Table output (`kubectl get`, also `-w`) only for types whose CRD declares printer columns:
   HelmRelease shows Flux's Age, Ready, Status (tables.py); other kinds get kubectl's default
   columns (NAME, AGE) from the plain objects.
@@ -43,9 +57,19 @@ LIMITS (what the sandbox does not do like a real API server):
   schemas (x-kubernetes-preserve-unknown-fields); serving them would mean vendoring Flux's,
   Fleet's and Gardener's CRDs. Use the upstream API reference, or explain against a cluster.
 - No aggregated discovery: the v2 APIGroupDiscoveryList is answered with the legacy
-  APIGroupList as application/json, and clients fall back to legacy discovery.
+  APIGroupList as application/json, and clients fall back to legacy discovery. HelmRelease is
+  served at v2beta1, v2beta2 and v2 at once, which no Flux CRD does (helm-controller
+  config/crd/bases/helm.toolkit.fluxcd.io_helmreleases.yaml: v0.37.2 = Flux 2.2 serves v2beta1
+  and v2beta2, v1.4.3 = Flux 2.7 serves v2 and v2beta2), with `categories: [all]` (the Flux
+  2.7 CRD has none); /version says v1.31.0.
 - Watch history is a bounded deque (default 10,000 events); a resume from an older
-  resourceVersion gets a 410 Expired ERROR event; `compact()` forgets all history.
+  resourceVersion gets a 410 Expired ERROR event; `compact()` forgets all history at once.
+  On the real server an etcd compaction alone expires nothing its watch cache still holds:
+  watches, exact-version lists and continue tokens from compacted revisions are served from
+  the cache until it is rebuilt (a kube-apiserver restart) or its window moves on; only then
+  410. `compact()` plays both at once. Bookmarks go out every `bookmark_interval` even when
+  nothing was written; kube-apiserver sends them only past the version the watch started at,
+  2 s before its timeoutSeconds and about once a minute.
 - Secrets/ConfigMaps also get metadata.generation; no Scale, no log/exec/proxy.
 - on_write hooks run synchronously inside the write; their exceptions are kept in
   `store.hook_errors` instead of failing the request.
@@ -136,6 +160,16 @@ class KubeSandbox:
         return sandbox
 
     _owned_dir: Path | None = None
+
+    def serviceaccount_kubeconfig(
+        self, namespace: str, name: str, path: Path | None = None
+    ) -> Path:
+        """A kubeconfig acting as system:serviceaccount:<namespace>:<name>: its requests are
+        authorized from the stored RBAC (403 when no rule allows them), as on a real server."""
+        token = self.store.issue_token(f"system:serviceaccount:{namespace}:{name}")
+        directory = self.kubeconfig_path.parent
+        target = path or directory / f"sa-{namespace}-{name}.kubeconfig"
+        return write_kubeconfig(target, self.url, token)
 
     async def stop(self) -> None:
         self._runner.app[OPTIONS_KEY]["closing"] = True

@@ -4,7 +4,8 @@ Rules are matched like the RBAC authorizer: verbs, apiGroups, resources (`res` o
 `res/subresource`, `*`), resourceNames, nonResourceURLs; bindings match a User by name, a Group
 (including system:authenticated, system:serviceaccounts, system:serviceaccounts:<ns>), or a
 ServiceAccount as `system:serviceaccount:<ns>:<name>`. Aggregated ClusterRoles are not expanded.
-The sandbox user and the group system:masters may do everything.
+The sandbox user and the group system:masters may do everything. Requests carrying a token
+from `SandboxStore.issue_token` are authorized the same way (`forbidden` builds the 403).
 """
 
 from __future__ import annotations
@@ -106,3 +107,18 @@ def review(
                 role_name = f"{ref.get('kind')} {ref.get('name')}"
                 return True, f"allowed by {where}{binding['metadata']['name']} of {role_name}"
     return False, "no RBAC rule allows it"
+
+
+def forbidden_message(user: str, attrs: dict[str, Any]) -> str:
+    """kube-apiserver's wording (apiserver pkg/endpoints/handlers/responsewriters/errors.go)."""
+    group, resource, name = attrs.get("group", ""), attrs.get("resource", ""), attrs.get("name")
+    qualified = f"{resource}.{group}" if group else resource
+    if attrs.get("subresource"):
+        resource = f"{resource}/{attrs['subresource']}"
+    subject = f'{qualified} "{name}"' if name else qualified
+    namespace = attrs.get("namespace")
+    scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
+    return (
+        f'{subject} is forbidden: User "{user}" cannot {attrs.get("verb")} resource '
+        f'"{resource}" in API group "{group}" {scope}'
+    )

@@ -186,8 +186,10 @@ class ApiError(Exception):
             "reason": self.reason,
             "code": self.code,
         }
-        if self.details:
-            body["details"] = self.details
+        # kube-apiserver omits an empty group (metav1.StatusDetails `group,omitempty`)
+        details = {k: v for k, v in self.details.items() if not (k == "group" and v == "")}
+        if details:
+            body["details"] = details
         return body
 
 

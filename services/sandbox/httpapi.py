@@ -12,7 +12,7 @@ from typing import Any
 import yaml
 from aiohttp import web
 
-from medic.sandbox import tables
+from medic.sandbox import access, protobuf, tables
 from medic.sandbox.catalog import BY_PLURAL, CATALOG, REASONS, ApiError, ResourceType, not_found
 from medic.sandbox.memstore import (
     Fault,
@@ -22,6 +22,7 @@ from medic.sandbox.memstore import (
     encode_continue,
     object_matcher,
 )
+from medic.sandbox.protobuf import ProtobufError
 
 GIT_VERSION = "v1.31.0"
 STORE_KEY: web.AppKey[SandboxStore] = web.AppKey("store", SandboxStore)
@@ -184,7 +185,12 @@ async def _read_body(request: web.Request) -> Any:
     raw = await request.read()
     if not raw:
         return None
-    if "protobuf" in request.content_type or "cbor" in request.content_type:
+    if "protobuf" in request.content_type:
+        try:
+            return protobuf.decode(raw)
+        except ProtobufError as exc:
+            raise ApiError(415, "UnsupportedMediaType", str(exc)) from exc
+    if "cbor" in request.content_type:
         raise ApiError(
             415, "UnsupportedMediaType", f"the body type {request.content_type} is not supported"
         )
@@ -229,6 +235,7 @@ async def handle_resource(request: web.Request) -> web.StreamResponse:
             raise ApiError(
                 405, "MethodNotAllowed", f"{verb} is not supported on {target.rt.plural}"
             )
+        _authorize(request, store, target, verb)
         drop = False
         fault = store.take_fault(verb, target.rt.plural, target.namespace, target.name)
         if fault is not None:
@@ -263,6 +270,31 @@ async def handle_resource(request: web.Request) -> web.StreamResponse:
     if record.resource:
         store.requests.append(record)
     return response
+
+
+def _authorize(request: web.Request, store: SandboxStore, t: Target, verb: str) -> None:
+    """Requests with an issued token are checked against the stored RBAC; others act as the
+    sandbox user, who may do everything."""
+    token = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    identity = store.tokens.get(token)
+    if identity is None:
+        return
+    user, groups = identity
+    attrs: dict[str, Any] = {
+        "verb": verb,
+        "group": t.rt.group,
+        "resource": t.rt.plural,
+        "subresource": t.subresource or "",
+        "namespace": t.namespace or "",
+        "name": t.name or "",
+    }
+    allowed, _ = access.review(store.lookup, user, groups, attrs, None)
+    if not allowed:
+        details: dict[str, Any] = {"name": t.name} if t.name else {}
+        if t.rt.group:
+            details["group"] = t.rt.group
+        details["kind"] = t.rt.plural
+        raise ApiError(403, "Forbidden", access.forbidden_message(user, attrs), details)
 
 
 def _dispatch(
@@ -365,6 +397,13 @@ def _list(request: web.Request, store: SandboxStore, t: Target) -> dict[str, Any
     page = items
     if q.get("continue"):
         after, rv = decode_continue(q["continue"])
+        if rv < store.history_floor:  # what the API server answers once etcd compacted it
+            raise ApiError(
+                410,
+                "Expired",
+                "The provided continue parameter is too old to display a consistent list "
+                "result. You can start a new list without the continue parameter.",
+            )
         page = [o for o in items if _list_key(o) > after]
     limit = int(q.get("limit") or 0)
     meta: dict[str, Any] = {"resourceVersion": str(rv)}

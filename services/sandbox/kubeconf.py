@@ -6,16 +6,16 @@ from pathlib import Path
 
 import yaml
 
-TOKEN = "sandbox"  # noqa: S105 - the sandbox accepts any token
+TOKEN = "sandbox"  # noqa: S105 - any token but an issued one acts as the sandbox user
 CONTEXT = "sandbox"
 
 
-def kubeconfig(url: str, namespace: str = "default") -> dict[str, object]:
+def kubeconfig(url: str, namespace: str = "default", token: str = TOKEN) -> dict[str, object]:
     return {
         "apiVersion": "v1",
         "kind": "Config",
         "clusters": [{"name": CONTEXT, "cluster": {"server": url}}],
-        "users": [{"name": CONTEXT, "user": {"token": TOKEN}}],
+        "users": [{"name": CONTEXT, "user": {"token": token}}],
         "contexts": [
             {
                 "name": CONTEXT,
@@ -27,8 +27,8 @@ def kubeconfig(url: str, namespace: str = "default") -> dict[str, object]:
     }
 
 
-def write_kubeconfig(path: Path, url: str) -> Path:
+def write_kubeconfig(path: Path, url: str, token: str = TOKEN) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(kubeconfig(url), sort_keys=False))
+    path.write_text(yaml.safe_dump(kubeconfig(url, token=token), sort_keys=False))
     path.chmod(0o600)
     return path

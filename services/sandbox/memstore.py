@@ -11,7 +11,7 @@ import re
 import secrets
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,6 +37,7 @@ Obj = dict[str, Any]
 _T = TypeVar("_T")
 ObjList = list[Obj]
 Key = tuple[str, str]  # (namespace or "", name)
+Identity = tuple[str, list[str]]  # (user, groups) of an issued token
 Hook = Callable[["SandboxStore", str, Obj], None]
 RBAC_KINDS = ("Role", "ClusterRole", "RoleBinding", "ClusterRoleBinding")
 VERBS = ("get", "list", "watch", "create", "update", "patch", "delete", "deletecollection")
@@ -128,6 +129,17 @@ def _qualified(rt: ResourceType) -> str:
 
 def now_iso() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _manager_id(entry: Obj) -> tuple[str, str, str, str]:
+    """Apply entries are one per manager whatever the version; Update entries per version."""
+    version = "" if entry.get("operation") == "Apply" else str(entry.get("apiVersion", ""))
+    return (
+        str(entry.get("manager", "")),
+        str(entry.get("operation", "")),
+        version,
+        str(entry.get("subresource", "")),
+    )
 
 
 def _body(obj: Obj) -> Obj:
@@ -235,6 +247,7 @@ class SandboxStore:
         }
         self._waiters: list[asyncio.Event] = []
         self.hook_errors: list[Exception] = []  # exceptions raised by on_write callbacks
+        self.tokens: dict[str, Identity] = {}
         self._sorted: dict[tuple[str, str], list[Key] | None] = {}
         for namespace in ("default", "kube-system", "kube-public"):
             self._ensure_namespace(namespace)
@@ -279,21 +292,34 @@ class SandboxStore:
             except Exception as exc:  # noqa: BLE001 - a broken test hook must not break the server
                 self.hook_errors.append(exc)
 
-    def _managed(self, meta: Obj, manager: str, operation: str, api_version: str) -> None:
+    def _managed(
+        self, meta: Obj, manager: str, operation: str, api_version: str, subresource: str = ""
+    ) -> None:
+        """One entry per manager, operation, subresource and (for Update) API version, ordered
+        by operation, time, manager, API version and subresource, as the API server keeps them
+        (apimachinery managedfields `BuildManagerIdentifier`, `sortEncodedManagedFields`)."""
+        entry: Obj = {
+            "manager": manager,
+            "operation": operation,
+            "apiVersion": api_version,
+            "time": now_iso(),
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {},
+        }
+        if subresource:
+            entry["subresource"] = subresource
         entries = [
-            e
-            for e in meta.get("managedFields") or []
-            if not (e.get("manager") == manager and e.get("operation") == operation)
+            e for e in meta.get("managedFields") or [] if _manager_id(e) != _manager_id(entry)
         ]
-        entries.append(
-            {
-                "manager": manager,
-                "operation": operation,
-                "apiVersion": api_version,
-                "time": now_iso(),
-                "fieldsType": "FieldsV1",
-                "fieldsV1": {},
-            }
+        entries.append(entry)
+        entries.sort(
+            key=lambda e: (
+                e.get("operation", ""),
+                e.get("time", ""),
+                e.get("manager", ""),
+                e.get("apiVersion", ""),
+                e.get("subresource", ""),
+            )
         )
         meta["managedFields"] = entries
 
@@ -327,11 +353,15 @@ class SandboxStore:
             if meta.get("generateName"):
                 meta["name"] = meta["generateName"] + secrets.token_hex(3)[:5]
             else:
+                required = "Required value: name or generateName is required"
+                details: Obj = {"kind": rt.kind}
+                if rt.group:
+                    details["group"] = rt.group
+                details["causes"] = [
+                    {"reason": "FieldValueRequired", "message": required, "field": "metadata.name"}
+                ]
                 raise ApiError(
-                    422,
-                    "Invalid",
-                    f"{rt.kind} is invalid: metadata.name: Required value",
-                    {"kind": rt.kind, "group": rt.group},
+                    422, "Invalid", f'{rt.kind} "" is invalid: metadata.name: {required}', details
                 )
         name = meta["name"]
         key = self._key(rt, ns, name)
@@ -429,7 +459,7 @@ class SandboxStore:
             self.stored_versions[rt.key].add(stored)
         obj["apiVersion"], obj["kind"] = rt.api_version(stored), rt.kind
         meta["resourceVersion"] = str(self._next_rv())
-        self._managed(meta, manager, operation, rt.api_version(version))
+        self._managed(meta, manager, operation, rt.api_version(version), subresource or "")
         self._bucket(rt)[self._key(rt, meta.get("namespace"), name)] = obj
         self._record(rt, "MODIFIED", obj)
         return obj
@@ -730,6 +760,12 @@ class SandboxStore:
         if obj.get("kind") not in RBAC_KINDS:
             raise ValueError(f"not an RBAC object: {obj.get('kind')}")
         return self.put(obj)
+
+    def issue_token(self, user: str, groups: Iterable[str] = ()) -> str:
+        """A bearer token whose requests act as `user`, authorized from the stored RBAC."""
+        token = secrets.token_urlsafe(24)
+        self.tokens[token] = (user, [*groups])
+        return token
 
     def inject(self, fault: Fault) -> None:
         if fault.verb is not None and fault.verb not in VERBS:

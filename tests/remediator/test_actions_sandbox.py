@@ -89,14 +89,23 @@ async def results(bus: Bus) -> list[RemediationResult]:
 
 
 def play_helm_controller(sandbox: KubeSandbox) -> None:
-    """Flips a HelmRelease to Ready when a reconcile request appears, as helm-controller does."""
+    """Flips a HelmRelease to Ready when a reconcile request appears, as helm-controller does
+    (and records a reset or force handled when its token equals requestedAt: fluxcd/pkg
+    HandleAnnotationRequest)."""
 
     def hook(store: Any, change: str, obj: dict[str, Any]) -> None:
-        token = (obj["metadata"].get("annotations") or {}).get(flux.REQUESTED_AT)
+        annotations = obj["metadata"].get("annotations") or {}
+        token = annotations.get(flux.REQUESTED_AT)
         status = obj.get("status") or {}
         if change == "MODIFIED" and token and status.get("lastHandledReconcileAt") != token:
             name, ns = obj["metadata"]["name"], obj["metadata"]["namespace"]
             ready = {**objects.ready_status(name, ns), "lastHandledReconcileAt": token}
+            for key, field in (
+                (flux.RESET_AT, "lastHandledResetAt"),
+                (flux.FORCE_AT, "lastHandledForceAt"),
+            ):
+                if annotations.get(key) == token:
+                    ready[field] = token
             store.patch_merge(
                 HR,
                 "HelmRelease",
@@ -120,7 +129,7 @@ async def test_s1_retry_waits_for_etcd_then_resets_and_is_verified(
     remediator = await service(bus, kube)
     leader = etcd_event(EtcdCondition.LEADER_CHANGED, cluster="test")
     await remediator.handle(leader, delivery(leader))
-    event = release_event("podinfo", cluster="test")
+    event = release_event("podinfo", cluster="test", problem=ReleaseProblem.STALLED)
     with pytest.raises(Exception, match="waiting"):
         await remediator.handle(event, delivery(event))
     assert (sandbox.store.get(HR, "HelmRelease", "podinfo", "apps") or {})["metadata"].get(
@@ -156,7 +165,7 @@ async def test_problem_cleared_before_action_is_skipped(
         }
     )
     await remediator.handle(stable, delivery(stable))
-    event = release_event("healed", cluster="test")
+    event = release_event("healed", cluster="test", problem=ReleaseProblem.STALLED)
     await remediator.handle(event, delivery(event))
     [result] = await results(bus)
     assert result.data.outcome is Outcome.SKIPPED

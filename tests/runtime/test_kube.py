@@ -222,7 +222,7 @@ async def test_patch_content_types_and_preconditions(
     assert headers["Content-Type"] == content_type
     sent = json.loads(raw)
     if patch_type == "json":
-        assert sent[0] == {"op": "test", "path": "/metadata/resourceVersion", "value": "7"}
+        assert sent[0] == {"op": "replace", "path": "/metadata/resourceVersion", "value": "7"}
     else:
         assert sent["metadata"]["resourceVersion"] == "7"
     assert query["fieldManager"] == "medic"

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from medic.demo.scenarios import drift_event
@@ -214,3 +216,26 @@ def test_a_failure_after_a_recovery_is_a_new_event() -> None:
         ids.append({e.id for e in events})
     assert len(ids[0]) == 2
     assert ids[0].isdisjoint(ids[1])
+
+
+def test_what_the_real_helm_controller_writes_after_leader_changed_is_a_stalled_etcd_failure() -> (
+    None
+):
+    """Recorded from helm-controller v1.4.3 on the real control plane (tests/e2e/
+    test_real_s1_helm_controller.py): the install's ConfigMap create answered `etcdserver: leader
+    changed`; with install retries 0 it stalls (RetriesExceeded) and Ready carries the error."""
+    recorded = json.loads(
+        (
+            Path(__file__).parent / "fixtures" / "helmrelease-s1-stalled-on-leader-changed.json"
+        ).read_text()
+    )
+    src = source_of(helmrelease, [recorded])
+    item = next(iter(src.tracked.values()))
+    findings = {
+        f.problem: f for f in helmrelease.judge(item, NOW, src, helmrelease.HelmReleaseSettings())
+    }
+    assert set(findings) == {ReleaseProblem.FAILED, ReleaseProblem.STALLED}
+    stalled = findings[ReleaseProblem.STALLED]
+    assert stalled.classification is MessageClass.TRANSIENT_ETCD
+    assert stalled.etcd_error == etcd.LEADER_CHANGED
+    assert stalled.evidence.reason == "RetriesExceeded"

@@ -88,7 +88,7 @@ class ClearPendingAction:
     name = "clear-pending"
     params_model: type[BaseModel] = ClearPendingParams
     rbac = (
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "update", "watch"]},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "update"]},
         {
             "apiGroups": ["authorization.k8s.io"],
             "resources": ["subjectaccessreviews"],

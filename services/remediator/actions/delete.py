@@ -31,7 +31,7 @@ class DeleteAction:
     name = "delete"
     params_model: type[BaseModel] = DeleteParams
     rbac: tuple[dict[str, Any], ...] = (
-        {"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "delete", "watch"]},
+        {"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "delete"]},
     )
     example: dict[str, Any] = {"action": {"name": "delete", "params": {"allowKinds": ["Pod"]}}}
 

@@ -27,16 +27,14 @@ from medic.runtime.kube import SECRETS, NotFoundError
 from medic.schemas import Change, Event, ObjectRef
 from medic.upstream import fleet, flux, gardener
 
-WRITE_AND_WATCH = ["get", "patch", "watch"]  # watch: verification waits on changes
-
 
 class ForceReconcileAction:
     name = "force-reconcile"
     params_model: type[BaseModel] = NoParams
     rbac = (
-        {"apiGroups": [flux.GROUP], "resources": [flux.PLURAL], "verbs": WRITE_AND_WATCH},
-        {"apiGroups": [fleet.GROUP], "resources": [fleet.PLURAL], "verbs": WRITE_AND_WATCH},
-        {"apiGroups": [gardener.GROUP], "resources": [gardener.PLURAL], "verbs": WRITE_AND_WATCH},
+        {"apiGroups": [flux.GROUP], "resources": [flux.PLURAL], "verbs": ["get", "patch"]},
+        {"apiGroups": [fleet.GROUP], "resources": [fleet.PLURAL], "verbs": ["get", "patch"]},
+        {"apiGroups": [gardener.GROUP], "resources": [gardener.PLURAL], "verbs": ["get", "patch"]},
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
     )
     example: dict[str, Any] = {"action": {"name": "force-reconcile"}}

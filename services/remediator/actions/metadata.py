@@ -36,7 +36,7 @@ class MetadataAction:
         self.name = name
         self.field = field
         self.rbac: tuple[dict[str, Any], ...] = (
-            {"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "patch", "watch"]},
+            {"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "patch"]},
         )
         self.example: dict[str, Any] = {
             "action": {"name": name, "params": {"values": {"team": "a"}}}

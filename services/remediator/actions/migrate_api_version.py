@@ -24,8 +24,6 @@ from medic.runtime.kube import NotFoundError
 from medic.schemas import Event, ObjectRef
 from medic.upstream import flux
 
-WRITE_AND_WATCH = ["get", "patch", "watch"]  # watch: verification waits on changes
-
 
 class MigrateParams(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -36,21 +34,24 @@ class MigrateParams(BaseModel):
     )
 
 
-def newest_write_version(obj: dict[str, Any]) -> str:
+def newest_write_versions(obj: dict[str, Any]) -> set[str]:
+    """The API versions of the newest writes. managedFields times have one-second resolution,
+    and the API server orders entries of the same second by manager and API version, not by
+    when they were written (apimachinery pkg/util/managedfields/internal/managedfields.go
+    `sortEncodedManagedFields`), so every entry of the newest second counts."""
     entries = (obj.get("metadata") or {}).get("managedFields") or []
-    # managedFields times have one-second resolution: on a tie the later entry is the newer one
-    # (the API server appends the entry of the latest writer).
-    newest: dict[str, Any] = {}
-    for entry in entries:
-        if str(entry.get("time", "")) >= str(newest.get("time", "")):
-            newest = entry
-    return str(newest.get("apiVersion", "")).rpartition("/")[2]
+    newest = max((str(entry.get("time", "")) for entry in entries), default="")
+    return {
+        str(entry.get("apiVersion", "")).rpartition("/")[2]
+        for entry in entries
+        if str(entry.get("time", "")) == newest
+    }
 
 
 class MigrateApiVersionAction:
     name = "migrate-api-version"
     params_model: type[BaseModel] = MigrateParams
-    rbac = ({"apiGroups": [flux.GROUP], "resources": [flux.PLURAL], "verbs": WRITE_AND_WATCH},)
+    rbac = ({"apiGroups": [flux.GROUP], "resources": [flux.PLURAL], "verbs": ["get", "patch"]},)
     example: dict[str, Any] = {
         "action": {"name": "migrate-api-version", "params": {"targetVersion": "v2"}}
     }
@@ -64,7 +65,7 @@ class MigrateApiVersionAction:
             obj = await ctx.kube.get(rt, target.name, target.namespace)
         except NotFoundError:
             return fixed("object-deleted")
-        if newest_write_version(obj) == params.target_version:
+        if params.target_version in newest_write_versions(obj):
             return fixed("already-migrated")
         wanted: dict[str, str | None] = {flux.UPGRADE_TO: params.target_version}
         return Plan(
@@ -81,7 +82,7 @@ class MigrateApiVersionAction:
     async def verify(self, ctx: ActionContext, plan: Plan) -> bool:
         assert plan.rt is not None
         obj = await ctx.kube.get(plan.rt, plan.name, plan.namespace)
-        return newest_write_version(obj) == plan.token
+        return plan.token in newest_write_versions(obj)
 
 
 ACTION = MigrateApiVersionAction()

@@ -51,7 +51,7 @@ class PatchAction:
     name = "patch"
     params_model: type[BaseModel] = PatchParams
     rbac: tuple[dict[str, Any], ...] = (
-        {"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "patch", "watch"]},
+        {"apiGroups": ["*"], "resources": ["*"], "verbs": ["get", "patch"]},
     )
     example: dict[str, Any] = {
         "action": {

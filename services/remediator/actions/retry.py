@@ -1,6 +1,8 @@
 """`retry`: what `flux reconcile helmrelease NAME --reset` does: requestedAt and resetAt set to
-one new token (fluxcd/pkg apis/meta ReconcileRequestStatus; helm-controller PR 823). Verified
-when helm-controller handled that token (`status.lastHandledReconcileAt`) and Ready is True.
+one new token in one merge patch (flux2 cmd/flux/reconcile.go; fluxcd/pkg apis/meta
+HandleAnnotationRequest: helm-controller resets only when resetAt equals requestedAt). Verified
+when helm-controller handled that reset (`status.lastHandledResetAt` is the token) and Ready is
+True, as the real helm-controller v1.4 writes it (tests/e2e/test_real_s1_helm_controller.py).
 """
 
 from __future__ import annotations
@@ -30,13 +32,10 @@ def is_ready(obj: dict[str, Any]) -> bool:
     return False
 
 
-WRITE_AND_WATCH = ["get", "patch", "watch"]  # watch: verification waits on changes
-
-
 class RetryAction:
     name = "retry"
     params_model: type[BaseModel] = NoParams
-    rbac = ({"apiGroups": [flux.GROUP], "resources": [flux.PLURAL], "verbs": WRITE_AND_WATCH},)
+    rbac = ({"apiGroups": [flux.GROUP], "resources": [flux.PLURAL], "verbs": ["get", "patch"]},)
     example: dict[str, Any] = {"action": {"name": "retry"}}
     keys = (flux.REQUESTED_AT, flux.RESET_AT)
 
@@ -66,7 +65,7 @@ class RetryAction:
     async def verify(self, ctx: ActionContext, plan: Plan) -> bool:
         assert plan.rt is not None
         obj = await ctx.kube.get(plan.rt, plan.name, plan.namespace)
-        handled = (obj.get("status") or {}).get("lastHandledReconcileAt")
+        handled = (obj.get("status") or {}).get("lastHandledResetAt")
         return bool(handled == plan.token and is_ready(obj))
 
 

@@ -156,9 +156,9 @@ PLUGIN = SourcePlugin(
         {
             "apiGroups": [fleet.GROUP],
             "resources": [fleet.PLURAL],
-            "verbs": ["get", "list", "watch"],
+            "verbs": ["list", "watch"],
         },
-        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch"]},
     ),
     description="Fleet BundleDeployments in error or missing their values Secret (S4).",
     example={"filter": {"namespaces": ["cluster-fleet-*"]}},

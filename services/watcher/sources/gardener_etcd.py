@@ -119,7 +119,7 @@ PLUGIN = SourcePlugin(
         {
             "apiGroups": [gardener.GROUP],
             "resources": [gardener.PLURAL],
-            "verbs": ["get", "list", "watch"],
+            "verbs": ["list", "watch"],
         },
     ),
     description="Gardener Etcd resources whose operation annotation is never cleared (S5).",

@@ -154,7 +154,7 @@ PLUGIN = SourcePlugin(
     name="helm_storage",
     settings_model=HelmStorageSettings,
     create=create,
-    rbac=({"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]},),
+    rbac=({"apiGroups": [""], "resources": ["secrets"], "verbs": ["list", "watch"]},),
     description="Helm release Secrets whose newest revision stays pending (S3).",
     example={"pending_after": 300},
 )

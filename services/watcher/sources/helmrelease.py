@@ -230,9 +230,7 @@ PLUGIN = SourcePlugin(
     name="helmrelease",
     settings_model=HelmReleaseSettings,
     create=create,
-    rbac=(
-        {"apiGroups": [flux.GROUP], "resources": [flux.PLURAL], "verbs": ["get", "list", "watch"]},
-    ),
+    rbac=({"apiGroups": [flux.GROUP], "resources": [flux.PLURAL], "verbs": ["list", "watch"]},),
     description="Flux HelmReleases that failed, stalled, went stale or sit on an old API version.",
     example={"stale_after": 600, "filter": {"namespaces": ["apps-*"]}},
 )

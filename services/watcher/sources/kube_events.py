@@ -140,7 +140,7 @@ PLUGIN = SourcePlugin(
         {
             "apiGroups": ["", "events.k8s.io"],
             "resources": ["events"],
-            "verbs": ["get", "list", "watch"],
+            "verbs": ["list", "watch"],
         },
     ),
     description="Events quoting etcd errors or Helm's 'another operation is in progress', and "

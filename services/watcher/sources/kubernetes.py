@@ -33,6 +33,11 @@ TICK_HELP = (
     "Seconds between re-judgements of every object: how late a 'longer than' threshold "
     "(`*_after`) can be noticed when the object itself does not change."
 )
+# What `ObjectFilter.namespace_selector` needs (it lists Namespaces by label, nothing else); the
+# chart grants it only to a watcher whose sources' config sets a selector.
+NAMESPACE_SELECTOR_RBAC: tuple[dict[str, Any], ...] = (
+    {"apiGroups": [""], "resources": ["namespaces"], "verbs": ["list"]},
+)
 
 
 class ObjectFilter(BaseModel):

@@ -52,7 +52,7 @@ def test_builtin_pack_loads_without_errors() -> None:
 
 def test_s1_waits_for_etcd_stability_then_acts() -> None:
     rules = RuleSet.build(load_builtin().rules)
-    event = event_at(T0)
+    event = event_at(T0, problem=ReleaseProblem.STALLED)
     unstable = Snapshot(etcd={"test": EtcdState(EtcdCondition.LEADER_CHANGED, None, T0)})
     [decision] = decide(event, SUBJECT, rules, unstable, T0)
     assert decision.verdict is Verdict.WAIT
@@ -63,6 +63,15 @@ def test_s1_waits_for_etcd_stability_then_acts() -> None:
     [decision] = decide(event, SUBJECT, rules, settling, T0 + timedelta(seconds=31))
     assert decision.verdict is Verdict.ACT
     assert decision.attempt == 1
+
+
+def test_a_failed_release_that_did_not_stall_is_left_to_helm_controller() -> None:
+    """helm-controller retries a failure by itself until its retries are exhausted (Stalled,
+    RetriesExceeded): only then does S1 act (upstream-facts.md; seen on the real controller)."""
+    rules = RuleSet.build(load_builtin().rules)
+    stable = Snapshot(etcd={"test": EtcdState(EtcdCondition.STABLE, T0, T0)})
+    event = event_at(T0, problem=ReleaseProblem.FAILED)
+    assert decide(event, SUBJECT, rules, stable, T0 + timedelta(seconds=60)) == []
 
 
 def test_non_etcd_failures_do_not_match_s1() -> None:
