@@ -245,8 +245,9 @@ class RemediatorService:
                 on_etcd = on_etcd and decision.reason == ETCD_UNSTABLE
                 continue
             outcome, recheck = await self._carry_out(decision, event, key, delivery, bound)
-            if recheck is not None:
+            if recheck is not None:  # a refusal re-planned later: a known end
                 waits.append(recheck)
+                on_etcd = False
             if outcome is Outcome.FAILED:
                 # Come back after the backoff: the engine decides the next attempt or escalates.
                 waits.append(
