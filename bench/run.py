@@ -1,6 +1,6 @@
 """Run Medic's benchmarks (issue 8) and print `name | medic | baseline | ratio | target | met?`.
 
-    .venv/bin/python -m bench.run [--only pipeline,latency,watcher,notifier] [--quick]
+    .venv/bin/python -m bench.run [--only pipeline,latency,watcher,notifier,inflight] [--quick]
     .venv/bin/python -m bench.run --only watcher-real,latency-real   # on the real API server
     .venv/bin/python bench/run.py ...
 
@@ -29,7 +29,7 @@ if __package__ in (None, ""):  # `python bench/run.py`: make `bench` importable 
 
 from bench.common import Row, not_measured, silence_logs, table, write_json
 
-from bench import latency, latency_real, notifier, pipeline, watcher_real, watcher_scale
+from bench import inflight, latency, latency_real, notifier, pipeline, watcher_real, watcher_scale
 
 FULL: dict[str, dict[str, Any]] = {
     "pipeline": {"count": 20_000, "rule_counts": (10, 1_000, 10_000), "repeats": 3},
@@ -38,6 +38,7 @@ FULL: dict[str, dict[str, Any]] = {
     "notifier": {"count": 2_000},
     "watcher-real": {"objects": 10_000, "repeats": 2},
     "latency-real": {"problems": 1_000},
+    "inflight": {"in_flight": (1, 100), "fixes": 20},
 }
 QUICK: dict[str, dict[str, Any]] = {
     "pipeline": {"count": 3_000, "rule_counts": (10, 1_000, 10_000), "repeats": 1},
@@ -46,6 +47,7 @@ QUICK: dict[str, dict[str, Any]] = {
     "notifier": {"count": 300, "repeats": 1},
     "watcher-real": {"objects": 500},
     "latency-real": {"problems": 100},
+    "inflight": {"in_flight": (1, 100), "fixes": 5},
 }
 RUNNERS: dict[str, Callable[..., Awaitable[list[Row]]]] = {
     "pipeline": pipeline.run,
@@ -54,6 +56,7 @@ RUNNERS: dict[str, Callable[..., Awaitable[list[Row]]]] = {
     "notifier": notifier.run,
     "watcher-real": watcher_real.run,
     "latency-real": latency_real.run,
+    "inflight": inflight.run,
 }
 DEFAULT = ("pipeline", "latency", "watcher", "notifier")  # the real-server rows only by --only
 

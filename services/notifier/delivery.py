@@ -173,7 +173,7 @@ class Deliverer:
         if claimed is not True:
             return claimed  # done before (None), not ours now or held (_Retry)
         try:
-            receipt = await self._attempt(name, result)
+            receipt = await self._attempt(name, result, delivery)
         except ChannelError as exc:
             return await self._failed(name, result, delivery, exc, clog)
         except TransientError as exc:
@@ -264,12 +264,14 @@ class Deliverer:
         clog.info("notification_delivered", thread=receipt.thread)
         return None
 
-    async def _attempt(self, name: str, result: RemediationResult) -> DeliveryReceipt | None:
+    async def _attempt(
+        self, name: str, result: RemediationResult, delivery: Delivery | None = None
+    ) -> DeliveryReceipt | None:
         """Send alone, or as part of the channel's digest during a burst (then None)."""
         if self.digests.is_burst(name):
             await self.digests.add(name, result)
             return None
-        return await self._send_one(name, result)
+        return await self._send_one(name, result, delivery)
 
     async def _release(
         self,
@@ -316,12 +318,22 @@ class Deliverer:
         DELIVERIES.labels(name, "retry").inc()
         return _Retry(after=exc.retry_after)
 
-    async def _send(self, name: str, rendered: Rendered) -> DeliveryReceipt:
-        await self.gates[name].acquire()
+    async def _send(
+        self, name: str, rendered: Rendered, delivery: Delivery | None = None
+    ) -> DeliveryReceipt:
+        # Waiting for the channel's rate (Slack: ~1/s) is a timer, not work: the consumer's
+        # worker goes to other results (other channels) meanwhile (issue 17).
+        if delivery is not None:
+            async with delivery.parked():
+                await self.gates[name].acquire()
+        else:
+            await self.gates[name].acquire()
         async with asyncio.timeout(self.settings.send_timeout * 2):
             return await self.channels[name].send(rendered)
 
-    async def _send_one(self, name: str, result: RemediationResult) -> DeliveryReceipt:
+    async def _send_one(
+        self, name: str, result: RemediationResult, delivery: Delivery | None = None
+    ) -> DeliveryReceipt:
         outcome = self._folds(name) and not is_step(result)
         earlier = await self.folds.held_before(name, result) if outcome else []
         rendered = render_result(result, self.templates[name], earlier=earlier)
@@ -331,7 +343,7 @@ class Deliverer:
         if channel.supports_threads:
             thread = await self.ledger.thread(name, key)
             rendered = dataclasses.replace(rendered, thread=thread)
-        receipt = await self._send(name, rendered)
+        receipt = await self._send(name, rendered, delivery)
         if channel.supports_threads and thread is None and receipt.thread:
             await self.ledger.remember_thread(name, key, receipt.thread)
         if outcome:

@@ -3,8 +3,10 @@
 Safe by construction: the claim (KV create-if-absent) makes a redelivered event or a second
 replica a no-op; `plan` re-reads the object and acts only if the problem still holds; the write
 carries the judged resourceVersion, and a 409 means "someone changed it": re-plan (at most
-three times); every write and planned write is audited; verification polls the rule's success
-condition until its timeout. Every decision ends in exactly one published result.
+three times); every write and planned write is audited; verification checks the rule's success
+condition when the object changes, until its timeout (`medic.remediator.verification`), parked:
+it holds no worker of the consumer meanwhile. Every decision ends in exactly one published
+result.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 
 import structlog
@@ -33,6 +35,7 @@ from medic.remediator.actions.base import (
 from medic.remediator.rules.engine import Decision
 from medic.remediator.rules.index import CompiledRule
 from medic.remediator.rules.loader import action_problems, describe
+from medic.remediator.verification import ObjectChanges, Subscription, wait_verified
 from medic.runtime.bus import Bus
 from medic.runtime.errors import PermanentError
 from medic.runtime.kube import ConflictError, InvalidError, KubeError, NotFoundError
@@ -40,6 +43,8 @@ from medic.schemas import Event, ObjectRef, Outcome, ReleaseEvent
 
 log = structlog.get_logger(__name__)
 Publish = Callable[..., Awaitable[None]]
+Park = Callable[[], AbstractAsyncContextManager[None]]
+Applied = Callable[[Plan, datetime], Awaitable[None]]  # the plan written, verify deadline
 
 
 REJUDGE: Final = object()  # the write lost a race: plan again from the object as it is now
@@ -89,15 +94,23 @@ class Runner:
         context: ActionContext,
         *,
         dry_run: bool = False,
+        changes: ObjectChanges | None = None,
     ) -> None:
         self.bus = bus
         self.actions = actions
         self.context = context
         self.dry_run = dry_run
+        self.changes = changes
         # Set when the service stops: a verification in progress ends at once (the write is
         # done and audited; the result says `applied`, not verified) instead of holding the
         # shutdown for up to the rule's verify timeout until the process is killed.
         self.stopping = asyncio.Event()
+        self._waiting: set[Subscription] = set()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        for subscription in self._waiting:
+            subscription.changed.set()
 
     def target_of(self, event: Event) -> ObjectRef | None:
         return target_of(event)
@@ -106,8 +119,8 @@ class Runner:
         self,
         decision: Decision,
         event: Event,
-        heartbeat: Callable[[], Awaitable[None]],
-        on_applied: Callable[[], Awaitable[None]] | None = None,
+        park: Park,
+        on_applied: Applied | None = None,
         *,
         on_writing: Callable[[], Awaitable[None]] | None = None,
     ) -> RunOutcome:
@@ -130,34 +143,82 @@ class Runner:
             if dry_run:
                 await self._audit(decision, event, target, plan, "dry-run")
                 return RunOutcome(Outcome.PLANNED, "dry-run", plan)
-            after = await self._write_or_rejudge(decision, plan, on_applied, on_writing)
+            after = await self._write_or_rejudge(decision, plan, on_writing)
             if after is REJUDGE:
                 log.info("write_conflict_rejudging", rule=decision.name, event_id=event.id)
                 continue
+            until = now() + timedelta(seconds=spec.verify.timeout)
+            if on_applied is not None:
+                await on_applied(plan, until)
             await self._audit(decision, event, target, plan, "written", after=after)
             if plan.escalation:  # part of the work was refused: people must finish it
                 return RunOutcome(Outcome.ESCALATED, plan.escalation, plan)
-            verified = await self._verify(
-                functools.partial(self._check, action, plan, decision.rule),
-                spec.verify.timeout,
-                spec.verify.interval,
-                heartbeat,
-            )
-            return verified_outcome(verified, plan, spec.verify.condition)
+            return await self.verify(decision, plan, until, park, written=after)
         return RunOutcome(Outcome.FAILED, "kept conflicting with other writers", None)
+
+    async def verify(
+        self,
+        decision: Decision,
+        plan: Plan,
+        until: datetime,
+        park: Park,
+        *,
+        written: Any = None,
+    ) -> RunOutcome:
+        """Wait, parked, until the rule's success condition holds or `until` passes; also what
+        an owner taking over after a crash runs for a fix its predecessor wrote."""
+        spec = decision.rule.rule.spec
+        action = self.actions.get(spec.action.name)
+        check = functools.partial(self._check, action, plan, decision.rule)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + max(0.0, (until - now()).total_seconds())
+        version = ""
+        if isinstance(written, dict):
+            version = str((written.get("metadata") or {}).get("resourceVersion") or "")
+        if version and await self._holds(check):
+            # Most fixes verify at once: no watch for them. With the written version known, a
+            # watch opened after this check still misses nothing since the write.
+            return RunOutcome(Outcome.SUCCEEDED, "", plan)
+        async with self._changes_of(plan, version) as subscription, park():
+            self._waiting.add(subscription)
+            try:
+                verified = await wait_verified(
+                    check,
+                    subscription,
+                    deadline=deadline,
+                    interval=spec.verify.interval,
+                    stopping=self.stopping,
+                )
+            finally:
+                self._waiting.discard(subscription)
+        return verified_outcome(verified, plan, spec.verify.condition)
+
+    async def _holds(self, check: Callable[[], Awaitable[bool]]) -> bool:
+        try:
+            return await check()
+        except KubeError as exc:
+            log.warning("verify_read_failed", error=str(exc)[:200])
+            return False
+
+    @contextlib.asynccontextmanager
+    async def _changes_of(self, plan: Plan, version: str) -> AsyncIterator[Subscription]:
+        if self.changes is None or plan.rt is None or not plan.name:
+            yield Subscription()
+            return
+        async with self.changes.subscribe(plan.rt, plan.namespace, plan.name, version) as sub:
+            yield sub
 
     async def _write_or_rejudge(
         self,
         decision: Decision,
         plan: Plan,
-        on_applied: Callable[[], Awaitable[None]] | None,
         on_writing: Callable[[], Awaitable[None]] | None,
     ) -> Any:
         """The written object, or REJUDGE when another writer got there first."""
         try:
             if on_writing is not None:
                 await on_writing()
-            return await self._apply(decision, plan, on_applied)
+            return await self._write(decision, plan)
         except ConflictError:
             return REJUDGE
         except InvalidError:
@@ -173,21 +234,10 @@ class Runner:
         if plan.rt is None or not plan.resource_version:
             return False
         try:
-            now = await self.context.kube.get(plan.rt, plan.name, plan.namespace)
+            current = await self.context.kube.get(plan.rt, plan.name, plan.namespace)
         except NotFoundError:
             return True
-        return bool(now["metadata"]["resourceVersion"] != plan.resource_version)
-
-    async def _apply(
-        self,
-        decision: Decision,
-        plan: Plan,
-        on_applied: Callable[[], Awaitable[None]] | None = None,
-    ) -> Any:
-        written = await self._write(decision, plan)
-        if on_applied is not None:
-            await on_applied()
-        return written
+        return bool(current["metadata"]["resourceVersion"] != plan.resource_version)
 
     async def _write(self, decision: Decision, plan: Plan) -> Any:
         kube = self.context.kube
@@ -229,33 +279,6 @@ class Runner:
         except NotFoundError:
             obj = None
         return rule.verify.evaluate(object=obj, token=plan.token)
-
-    async def _verify(
-        self,
-        check: Callable[[], Awaitable[bool]],
-        timeout: float,
-        interval: float,
-        heartbeat: Callable[[], Awaitable[None]],
-    ) -> bool | None:
-        """True when verified, False when the time ran out, None when the service stops."""
-        deadline = time.monotonic() + timeout
-        beat = time.monotonic()
-        while True:
-            try:
-                if await check():
-                    return True
-            except KubeError as exc:
-                log.warning("verify_read_failed", error=str(exc)[:200])
-            if time.monotonic() >= deadline:
-                return False
-            if time.monotonic() - beat > 10:
-                await heartbeat()
-                beat = time.monotonic()
-            pause = max(0.05, min(interval, deadline - time.monotonic()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.stopping.wait(), pause)
-            if self.stopping.is_set():
-                return None
 
     async def audit_found(self, decision: Decision, event: Event, plan: Plan | None) -> None:
         """Audit a write found in place after its owner stopped mid-write (it had no entry)."""

@@ -1,12 +1,17 @@
 """The remediator service: events in, decisions (pure engine), actions, results out. Wiring.
 
+Verifications wait parked (`Delivery.parked`, woken by a watch of the object, ended by a
+timer), so a fix that takes minutes to verify holds its event and its object's later events,
+not a worker: other objects' fixes go on meanwhile (issue 17).
+
 Results convention: every decision publishes one RemediationResult (id derived from the event,
 rule, outcome and attempt, so a redelivery re-publishes the same id and JetStream stores it
 once). `skipped` results with reason `resolved-within-grace` are never notified (the notifier
 drops them), so a problem that heals during its grace period produces no message. Waits
-(`for:`, preconditions, backoff) are JetStream redeliveries: the handler raises `Deferred` (a
-TransientError logged at info) with the delay, the message is not acked, and no state is held
-in memory.
+with a known end (`for:`, a settling etcd, backoff) are JetStream redeliveries at that exact
+moment: the handler raises `Deferred` (a TransientError logged at info) with the delay, the
+message is not acked, and no state is held in memory. A wait on an unstable etcd has no known
+end: it parks until this replica records etcd's next state (`medic.remediator.waits`).
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from nats.js.kv import KeyValue
 
 from medic.remediator import metrics
 from medic.remediator.actions import default_registry
-from medic.remediator.actions.base import ActionContext, ActionRegistry
+from medic.remediator.actions.base import ActionContext, ActionRegistry, Plan
 from medic.remediator.backup import BackupStore
 from medic.remediator.rules.engine import Decision, Verdict, decide, matching, problem_key
 from medic.remediator.rules.index import RuleSet
@@ -30,6 +35,8 @@ from medic.remediator.rules.model import ActionParams
 from medic.remediator.runner import Runner, now
 from medic.remediator.settings import RemediatorSettings
 from medic.remediator.state import StateStore
+from medic.remediator.verification import ObjectChanges, plan_of, verification_record
+from medic.remediator.waits import ETCD_UNSTABLE, PARK_AT_MOST, EtcdChanges
 from medic.runtime import subjects
 from medic.runtime.bus import Bus
 from medic.runtime.consumer import Consumer, ConsumerSpec, Delivery
@@ -52,6 +59,8 @@ log = structlog.get_logger(__name__)
 
 
 RESUMED = "applied by a previous owner that stopped before verifying; not applied again"
+# A previous owner wrote the fix and stopped while verifying: this owner ran the same check
+# until the same deadline (the claim records both); the result says what the check found.
 RESUMED_WRITE = "written by a previous owner that stopped while writing; found in place"
 
 
@@ -124,6 +133,7 @@ class RemediatorService:
         self.runner = runner
         self.rules_kv = rules_kv
         self.kube = kube
+        self.etcd_changes = EtcdChanges()
 
     def summary(self) -> list[str]:
         """The rules in force and where each comes from, for `medic run`'s start-up summary."""
@@ -156,11 +166,13 @@ class RemediatorService:
     async def run(self, stop: asyncio.Event) -> None:
         async def relay_stop() -> None:
             await stop.wait()
-            self.runner.stopping.set()
+            self.runner.stop()
 
         try:
             async with asyncio.TaskGroup() as tg:
                 tg.create_task(relay_stop())
+                if self.runner.changes is not None:
+                    tg.create_task(self.runner.changes.run(stop))
                 tg.create_task(self.consumer().run(stop))
                 if self.rules_kv is not None:
                     tg.create_task(self.watch_rules(stop))
@@ -197,31 +209,59 @@ class RemediatorService:
         candidates = matching(event, delivery.subject, self.rules.ruleset)
         if not candidates:
             return
+        parked_until = time.monotonic() + PARK_AT_MOST
+        while True:
+            waits, on_etcd = await self._decide(event, key, candidates, delivery)
+            if not waits:
+                return
+            delay = max(0.2, min(*waits, 30.0))
+            left = parked_until - time.monotonic()
+            if not on_etcd or left <= 0:  # a known end: JetStream hands the event back then
+                raise Deferred("waiting", delay=delay)
+            # Only etcd's `stable` event ends this wait: park until it (or a newer event about
+            # this object, or the timer) and decide again from the stored state.
+            stopping = self.runner.stopping
+            async with delivery.parked():
+                await self.etcd_changes.wait(
+                    event.cluster, min(delay, left), delivery.newer, stopping
+                )
+            if stopping.is_set() or (delivery.newer is not None and delivery.newer.is_set()):
+                raise Deferred("waiting; back to the bus (newer event, or stopping)", delay=delay)
+
+    async def _decide(
+        self, event: Any, key: str, candidates: list[Any], delivery: Delivery
+    ) -> tuple[list[float], bool]:
+        """Carry out what the engine decides now; the waits left, and whether every one of
+        them waits on etcd turning stable (an end only an event can bring)."""
         snapshot = await self.state.snapshot(event.cluster, key, candidates)
         waits: list[float] = []
+        on_etcd = True
         for decision in decide(event, delivery.subject, self.rules.ruleset, snapshot, now()):
             bound = log.bind(event_id=event.id, rule=decision.name, subject=event.subject)
             metrics.record_decision(decision)
             if decision.verdict is Verdict.WAIT:
                 bound.info("decision_wait", reason=decision.reason, delay=round(decision.delay, 2))
                 waits.append(decision.delay)
+                on_etcd = on_etcd and decision.reason == ETCD_UNSTABLE
                 continue
             outcome, recheck = await self._carry_out(decision, event, key, delivery, bound)
-            if recheck is not None:
+            if recheck is not None:  # a refusal re-planned later: a known end
                 waits.append(recheck)
+                on_etcd = False
             if outcome is Outcome.FAILED:
                 # Come back after the backoff: the engine decides the next attempt or escalates.
                 waits.append(
                     decision.rule.rule.spec.limits.backoff * 2 ** max(0, decision.attempt - 1)
                 )
-        if waits:
-            raise Deferred("waiting", delay=max(0.2, min(*waits, 30.0)))
+                on_etcd = False
+        return waits, on_etcd and bool(waits)
 
     async def _observe(self, event: Any, key: str) -> None:
         if isinstance(event, EtcdEvent):
             await self.state.record_etcd(
                 event.cluster, event.data.condition, event.data.stable_since, event.time
             )
+            self.etcd_changes.recorded(event.cluster)  # wakes events parked on etcd here
         elif isinstance(event, ReleaseEvent):
             firing = event.data.state is ProblemState.FIRING
             await self.state.record_problem(key, firing, event.time)
@@ -243,8 +283,9 @@ class RemediatorService:
         started = now()
         clock = time.perf_counter()
         if claim == "resumed":
-            # Written by an owner that stopped before reporting: report it, never write twice.
-            outcome, reason, plan = Outcome.APPLIED, RESUMED, None
+            # Written by an owner that stopped before reporting: never write twice; verify what
+            # it wrote when it recorded what to check (older claims: report it as applied).
+            outcome, reason, plan = await self._resume(decision, event, delivery)
         elif decision.verdict is Verdict.ACT or claim == "resumed-writing":
             outcome, reason, plan = await self._act(decision, event, delivery, claim)
         elif decision.verdict is Verdict.ESCALATE:
@@ -296,18 +337,29 @@ class RemediatorService:
         await self.state.release(event.id, decision.name)
         bound.info("decision_refused_recheck", reason=reason, recheck_after=plan.recheck_after)
 
+    async def _resume(
+        self, decision: Decision, event: Any, delivery: Delivery
+    ) -> tuple[Outcome, str, Any]:
+        record = self.state.held(event.id, decision.name).get("verify")
+        if not record:
+            return Outcome.APPLIED, RESUMED, None
+        plan, until = plan_of(record)
+        result = await self.runner.verify(decision, plan, until, delivery.parked)
+        return result.outcome, result.reason, result.plan
+
     async def _act(
         self, decision: Decision, event: Any, delivery: Delivery, claim: str
     ) -> tuple[Outcome, str, Any]:
         async def writing() -> None:
             await self.state.mark_writing(event.id, decision.name)
 
-        async def applied() -> None:
-            await self.state.mark_applied(event.id, decision.name)
+        async def applied(plan: Plan, until: datetime) -> None:
+            record = verification_record(plan, until)
+            await self.state.mark_applied(event.id, decision.name, record)
 
         try:
             result = await self.runner.execute(
-                decision, event, delivery.in_progress, applied, on_writing=writing
+                decision, event, delivery.parked, applied, on_writing=writing
             )
         except KubeError as error:
             if 400 <= error.status < 500:  # the server answered and refused: nothing was written
@@ -399,7 +451,7 @@ async def create(
     rules_kv = await bus.kv(settings.rules_bucket, history=5)
     context = ActionContext(kube=kube, cluster=cluster, actor=settings.actor, backups=backups)
     registry = registry or default_registry()
-    runner = Runner(bus, registry, context, dry_run=settings.dry_run)
+    runner = Runner(bus, registry, context, dry_run=settings.dry_run, changes=ObjectChanges(kube))
     actions = registry.params_models()
     rules = RuleBook(load_rules(settings, actions), actions)
     return RemediatorService(bus, settings, rules, state, runner, rules_kv, kube)

@@ -144,7 +144,7 @@ class StateStore:
             if refused:
                 return refused
             interrupted = not current.get("done")
-            for mark in ("applied", "writing"):
+            for mark in ("applied", "writing", "verify"):
                 if interrupted and current.get(mark):
                     record[mark] = current[mark]
             self._held[key] = (await self.kv.update(key, _dump(record), last=revision), record)
@@ -182,16 +182,27 @@ class StateStore:
         key = f"claim.{stable_id(event_id, rule)}"
         await self._update_held(key, {"writing": None}, last=False)
 
-    async def mark_applied(self, event_id: str, rule: str) -> None:
-        """Written right after the fix: a later owner of this claim reports, never re-applies."""
+    async def mark_applied(
+        self, event_id: str, rule: str, verification: dict[str, Any] | None = None
+    ) -> None:
+        """Written right after the fix: a later owner of this claim never re-applies; with
+        `verification` (what to check, until when) it resumes the check and reports that."""
         key = f"claim.{stable_id(event_id, rule)}"
-        await self._update_held(key, {"applied": datetime.now(UTC).isoformat()}, last=False)
+        change: dict[str, Any] = {"applied": datetime.now(UTC).isoformat()}
+        if verification is not None:
+            change["verify"] = verification
+        await self._update_held(key, change, last=False)
+
+    def held(self, event_id: str, rule: str) -> dict[str, Any]:
+        """The claim record this replica holds for (event, rule) ({} when it holds none)."""
+        held = self._held.get(f"claim.{stable_id(event_id, rule)}")
+        return dict(held[1]) if held is not None else {}
 
     async def finish(self, event_id: str, rule: str, outcome: str, *, final: bool = True) -> None:
         key = f"claim.{stable_id(event_id, rule)}"
         change: dict[str, Any] = {"done": True, "outcome": outcome, "final": final}
         if not final:  # the next attempt starts clean
-            change.update(writing=None, applied=None)
+            change.update(writing=None, applied=None, verify=None)
         await self._update_held(key, change, last=True)
 
     async def release(self, event_id: str, rule: str) -> None:

@@ -1,12 +1,22 @@
-"""Durable pull consumers: fetch in batches, handle concurrently, ack after handling, dead-letter.
+"""Durable pull consumers: a fetch loop feeding per-object queues, acks after handling, dead-letter.
 
-Why batches and unserialised acks: one message per fetch and one awaited ack per message caps a
-pipeline near a few hundred msg/s (nats.py issue 390). Messages with the same ordering key (the
-object they are about) are handled in order; different keys run concurrently. Nothing is acked
-before its handler returned; a handler's `TransientError` (or any unexpected exception) naks
-with a backoff delay; a `PermanentError`, a schema error, or the last allowed delivery moves the
-message to the dead-letter stream with the error and then terms it. Several replicas sharing the
-durable name split the work (JetStream hands each message to one of them).
+The shape is controller-runtime's workqueue: the loop that fetches and the handlers are
+decoupled, so one slow handler never stops the intake. The loop fetches while earlier messages
+are still being handled, bounded by `max_in_flight` (messages fetched and not yet finished),
+not by the slowest handler. Messages with the same ordering key (the object they are about) are
+handled in order, one at a time; different keys run concurrently, at most `concurrency` at once.
+A handler that waits for something (a verification waiting on a watch and a timer) does so
+inside `Delivery.parked()`: its message stays in flight and its key stays held, but it gives
+its worker slot to others. Every message in flight gets its own in-progress heartbeat (`+WPI`),
+so a long handler or one queued behind its key is not redelivered. Why batches and unserialised
+acks: one message per fetch and one awaited ack per message caps a pipeline near a few hundred
+msg/s (nats.py issue 390).
+
+Nothing is acked before its handler returned; a handler's `TransientError` (or any unexpected
+exception) naks with a backoff delay; a `PermanentError`, a schema error, or the last allowed
+delivery moves the message to the dead-letter stream with the error and then terms it. On stop,
+started handlers finish and messages not yet started are given back (nak) at once. Several
+replicas sharing the durable name split the work (JetStream hands each message to one of them).
 """
 
 from __future__ import annotations
@@ -15,7 +25,8 @@ import asyncio
 import contextlib
 import json
 import time
-from collections.abc import Awaitable, Callable, Iterator, Mapping
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -56,17 +67,56 @@ class ConsumerSpec:
     nak_delays: tuple[float, ...] = (1.0, 5.0, 15.0, 30.0, 60.0)
     batch: int = 256
     fetch_timeout: float = 1.0
-    concurrency: int = 128
-    handler_timeout: float = 300.0  # a hung handler is a transient failure, not a stuck batch
+    concurrency: int = 128  # handlers running at once; a parked one does not count
+    handler_timeout: float = 300.0  # a hung handler is a transient failure, not a stuck key
+    max_in_flight: int = 0  # fetched and not finished (queued, running, parked); 0: max_ack_pending
+
+    @property
+    def in_flight_limit(self) -> int:
+        return min(self.max_in_flight or self.max_ack_pending, self.max_ack_pending)
 
     def nak_delay(self, num_delivered: int) -> float:
         index = min(max(num_delivered - 1, 0), len(self.nak_delays) - 1)
         return self.nak_delays[index]
 
 
+class _Slot:
+    """One worker slot of a consumer, held by the handler that runs; given up while parked.
+
+    Counted: a handler's concurrent parts (the notifier's channels) may park at once; the slot
+    is given up by the first and taken back by the last."""
+
+    __slots__ = ("held", "parked", "slots")
+
+    def __init__(self, slots: asyncio.Semaphore) -> None:
+        self.slots = slots
+        self.held = False
+        self.parked = 0
+
+    def park(self) -> None:
+        self.parked += 1
+        if self.parked == 1:
+            self.give()
+
+    async def unpark(self) -> None:
+        self.parked -= 1
+        if self.parked == 0:
+            await self.take()
+
+    async def take(self) -> None:
+        await self.slots.acquire()
+        self.held = True
+
+    def give(self) -> None:
+        if self.held:
+            self.held = False
+            self.slots.release()
+
+
 @dataclass(slots=True)
 class Delivery:
-    """Transport facts a handler may need: which attempt this is, and a way to say 'still busy'."""
+    """Transport facts a handler may need: which attempt this is, a way to say 'still busy',
+    and a way to wait without holding a worker slot."""
 
     subject: str
     stream_sequence: int
@@ -74,14 +124,34 @@ class Delivery:
     is_last_attempt: bool
     headers: dict[str, str] = field(default_factory=dict)
     msg: Msg | None = None
+    slot: _Slot | None = None
+    newer: asyncio.Event | None = None  # set when a later message about the same object arrives
 
     async def in_progress(self) -> None:
-        """Extend the ack deadline for a long action (`+WPI`)."""
+        """Extend the ack deadline for a long action (`+WPI`). The consumer already sends one
+        for every message in flight every `ack_wait / 3`; this is for a handler that knows."""
         if self.msg is not None:
             await self.msg.in_progress()
 
+    @contextlib.asynccontextmanager
+    async def parked(self) -> AsyncIterator[None]:
+        """Wait inside this block (on a watch, a timer) without holding a worker slot.
+
+        The message stays in flight (heartbeated, not acked) and its object's later messages
+        stay queued behind it; other objects' messages take the slot meanwhile. The slot is
+        taken back before the block's code after it runs on."""
+        if self.slot is None:
+            yield
+            return
+        self.slot.park()
+        try:
+            yield
+        finally:
+            await self.slot.unpark()
+
 
 Handler = Callable[[Message, Delivery], Awaitable[None]]
+_Item = tuple[Msg, Message | None, SchemaError | None]  # a fetched message, decoded or not
 STATUS = api.Header.STATUS.value
 DESCRIPTION = api.Header.DESCRIPTION.value
 
@@ -107,6 +177,8 @@ class _Puller:
         self.ready = asyncio.Event()
         self.deleted = False
         self.sub: Subscription | None = None
+        self.open_until = 0.0  # when the server ends our last long-poll request at the latest
+        self.ended = True  # the server answered our last request's end (a 404/408 status)
 
     async def start(self) -> None:
         self.sub = await self.nc.subscribe(self.inbox, cb=self._on_msg, pending_msgs_limit=-1)
@@ -122,6 +194,7 @@ class _Puller:
             return
         if status == "409" and "deleted" in (msg.headers or {}).get(DESCRIPTION, "").lower():
             self.deleted = True
+        self.ended = True
         self.ready.set()  # 404 no messages, 408 expired, 409 ...: this request is over
 
     async def fetch(self, batch: int, timeout: float) -> list[Msg]:
@@ -137,14 +210,22 @@ class _Puller:
             await self._request({"batch": batch, "no_wait": True}, want=batch, timeout=timeout)
         if not self.buffer:
             request = {"batch": batch, "expires": int(timeout * 1e9)}
+            self.open_until = time.monotonic() + timeout
             await self._request(request, want=1, timeout=timeout)
         if self.deleted and not self.buffer:
             raise nats.js.errors.NotFoundError(description="consumer deleted")
         msgs, self.buffer = self.buffer[:batch], self.buffer[batch:]
         return msgs
 
+    async def _expired(self) -> None:
+        """Until the server has ended our last request (its 408/404 status arrives)."""
+        while self.open_until > time.monotonic() and not self.ended:
+            self.ready.clear()
+            await self.ready.wait()
+
     async def _request(self, request: Mapping[str, object], want: int, timeout: float) -> None:
         self.want = want
+        self.ended = False
         self.ready.clear()
         self.deleted = False
         await self.nc.publish(self.request_subject, json.dumps(request).encode(), reply=self.inbox)
@@ -153,7 +234,13 @@ class _Puller:
             await asyncio.wait_for(self.ready.wait(), timeout + 1.0)
 
     async def close(self) -> list[Msg]:
-        """Stop taking messages; return those delivered but never handed out."""
+        """Stop taking messages; return those delivered but never handed out.
+
+        A long-poll request that handed out its first message stays open on the server until
+        it expires, and whatever becomes available meanwhile (a message given back on stop, a
+        redelivery) is sent to our inbox: listen until then, or it would wait for ack_wait."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._expired(), self.open_until - time.monotonic() + 0.5)
         sub, self.sub = self.sub, None
         if sub is not None:
             with contextlib.suppress(nats.errors.Error):
@@ -179,6 +266,16 @@ class Consumer:
         # Metric children looked up once: `.labels()` per message showed in the profile.
         self._acked = BUS_MESSAGES.labels(spec.durable, "acked")
         self._handle_seconds = BUS_HANDLE_SECONDS.labels(spec.durable)
+        # The workqueue: messages fetched and not finished, per ordering key in arrival order.
+        self._queues: dict[str, deque[_Item]] = {}
+        self._newer: dict[str, asyncio.Event] = {}  # per key being handled: a later one came
+        self._in_flight: dict[int, Msg] = {}
+        self._slots = asyncio.Semaphore(spec.concurrency)
+        self._room = asyncio.Event()  # set when a message finished (or on stop)
+        self._idle = asyncio.Event()  # set when no key has work
+        self._idle.set()
+        self._stopping = asyncio.Event()
+        self._tasks: asyncio.TaskGroup | None = None
 
     def consumer_config(self) -> api.ConsumerConfig:
         return api.ConsumerConfig(
@@ -248,11 +345,38 @@ class Consumer:
         self.log.error("message_dead_lettered", kind="exhausted", sequence=sequence)
 
     async def _fetch_until(self, stop: asyncio.Event) -> None:
+        """Fetch while there is room in flight; handlers run in their own per-key tasks."""
+        self._stopping.clear()
+        async with asyncio.TaskGroup() as tg:
+            self._tasks = tg
+            beat = tg.create_task(self._keep_alive(), name=f"{self.spec.durable}-heartbeat")
+            relay = tg.create_task(self._relay_stop(stop), name=f"{self.spec.durable}-stop")
+            await self._fetch_loop(stop)
+            # Started handlers finish; messages queued behind them are given back (nak).
+            await self._idle.wait()
+            beat.cancel()
+            relay.cancel()
+        self._tasks = None
+
+    async def _relay_stop(self, stop: asyncio.Event) -> None:
+        await stop.wait()
+        self._stopping.set()
+        self._room.set()
+
+    async def _fetch_loop(self, stop: asyncio.Event) -> None:
         failures = 0
+        limit = self.spec.in_flight_limit
         while not stop.is_set():
+            room = limit - len(self._in_flight)
+            if room <= 0:  # as many messages in flight as allowed: wait for one to finish
+                self._room.clear()
+                await self._room.wait()
+                continue
             try:
                 assert self._sub is not None
-                msgs = await self._sub.fetch(self.spec.batch, timeout=self.spec.fetch_timeout)
+                msgs = await self._sub.fetch(
+                    min(self.spec.batch, room), timeout=self.spec.fetch_timeout
+                )
             except nats.errors.TimeoutError:
                 continue
             except (nats.errors.Error, OSError) as exc:
@@ -265,8 +389,10 @@ class Consumer:
                         await self.setup()
                 continue
             failures = 0
+            for msg in msgs:
+                self._dispatch(msg)
             if msgs:
-                await self.handle_batch(msgs)
+                await asyncio.sleep(0)  # let the new handlers start before fetching more
 
     async def close(self) -> None:
         """Drop the pull inbox so the connection can drain without waiting on it; messages
@@ -277,45 +403,81 @@ class Consumer:
                 with contextlib.suppress(nats.errors.Error):
                     await msg.nak()
 
-    async def handle_batch(self, msgs: list[Msg]) -> None:
-        groups: dict[str, list[tuple[Msg, Message | None, SchemaError | None]]] = {}
-        for msg in msgs:
-            try:
-                decoded: Message | None = decode_message(msg.data)
-                error = None
-                key = ordering_key(decoded)  # type: ignore[arg-type]
-            except SchemaError as exc:
-                decoded, error, key = None, exc, f"seq:{msg.metadata.sequence.stream}"
-            groups.setdefault(key, []).append((msg, decoded, error))
-        # At most `concurrency` workers share one iterator over the groups: one task per worker
-        # rather than one per group (a batch of distinct objects made 512 tasks per fetch).
-        pending = iter(groups.values())
-        heartbeat = asyncio.create_task(self._keep_alive(msgs))
+    def _dispatch(self, msg: Msg) -> None:
+        """Queue a fetched message behind earlier ones about the same object."""
         try:
-            async with asyncio.TaskGroup() as tg:
-                for _ in range(min(self.spec.concurrency, len(groups))):
-                    tg.create_task(self._work_through(pending))
-        finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            decoded: Message | None = decode_message(msg.data)
+            error = None
+            key = ordering_key(decoded)  # type: ignore[arg-type]
+        except SchemaError as exc:
+            decoded, error, key = None, exc, f"seq:{msg.metadata.sequence.stream}"
+        self._in_flight[id(msg)] = msg
+        queued = self._queues.get(key)
+        if queued is not None:
+            queued.append((msg, decoded, error))
+            newer = self._newer.get(key)
+            if newer is not None:  # the message being handled may be waiting: it gives way
+                newer.set()
+            return
+        self._queues[key] = deque([(msg, decoded, error)])
+        self._idle.clear()
+        assert self._tasks is not None
+        self._tasks.create_task(self._work_through(key))
 
-    async def _keep_alive(self, msgs: list[Msg]) -> None:
-        """Long batches: tell the server we are still working so it does not redeliver."""
+    async def _work_through(self, key: str) -> None:
+        """Handle one object's messages in order, each holding a worker slot while it runs."""
+        queued = self._queues[key]
+        slot = _Slot(self._slots)
+        try:
+            while queued:
+                msg, decoded, error = queued.popleft()
+                try:
+                    if self._stopping.is_set():  # not started: give it back for someone else
+                        with contextlib.suppress(nats.errors.Error):
+                            await msg.nak()
+                        continue
+                    slot.parked = 0
+                    await slot.take()
+                    newer = self._newer[key] = asyncio.Event()
+                    if queued:
+                        newer.set()
+                    try:
+                        await self._handle_one(msg, decoded, error, slot, newer)
+                    finally:
+                        slot.give()
+                except (nats.errors.Error, OSError) as exc:  # the ack itself failed
+                    self.log.warning("ack_failed", error=repr(exc))
+                finally:
+                    self._finished(msg)
+        finally:
+            del self._queues[key]
+            self._newer.pop(key, None)
+            if not self._queues:
+                self._idle.set()
+
+    def _finished(self, msg: Msg) -> None:
+        self._in_flight.pop(id(msg), None)
+        self._room.set()
+
+    async def _keep_alive(self) -> None:
+        """Every message in flight (queued, running or parked) and every one delivered but not
+        yet handed out: tell the server we still have it, so it does not redeliver it."""
         while True:
             await asyncio.sleep(self.spec.ack_wait / 3)
-            for msg in msgs:
+            buffered = self._sub.buffer if self._sub is not None else []
+            for msg in [*self._in_flight.values(), *buffered]:
                 if not msg._ackd:  # noqa: SLF001 - nats-py exposes no public flag
                     with contextlib.suppress(nats.errors.Error):
                         await msg.in_progress()
 
-    async def _work_through(self, pending: Iterator[list[tuple[Msg, Message | None, Any]]]) -> None:
-        """Take whole groups until none is left; a group's messages go in order."""
-        for items in pending:
-            for msg, decoded, error in items:
-                await self._handle_one(msg, decoded, error)
-
-    async def _handle_one(self, msg: Msg, message: Message | None, error: Any) -> None:
+    async def _handle_one(
+        self,
+        msg: Msg,
+        message: Message | None,
+        error: Any,
+        slot: _Slot | None = None,
+        newer: asyncio.Event | None = None,
+    ) -> None:
         started = time.perf_counter()
         meta = msg.metadata
         delivery = Delivery(
@@ -325,6 +487,8 @@ class Consumer:
             is_last_attempt=meta.num_delivered >= self.spec.max_deliver,
             headers=dict(msg.headers or {}),
             msg=msg,
+            slot=slot,
+            newer=newer,
         )
         if message is None:
             await self._dead_letter(msg, delivery, ErrorKind.SCHEMA, error)

@@ -50,6 +50,12 @@ async def test_latency_benchmark_runs_or_says_why_not() -> None:
     assert all(row.medic is not None or row.note for row in rows)
 
 
+async def test_inflight_benchmark_measures_against_none_in_flight() -> None:
+    rows = await bench("inflight").run(in_flight=(1,), fixes=2)
+    assert [row.name[:1] for row in rows] == ["6"]
+    assert all(row.medic is not None and row.baseline is not None for row in rows)
+
+
 async def test_watcher_scale_benchmark_runs_or_says_why_not() -> None:
     rows = await bench("watcher_scale").run(objects=50, changes_per_second=20, steady_seconds=0.5)
     assert len(rows) == 3

@@ -21,6 +21,7 @@ from medic.schemas import CustomEvent, EtcdCondition, EtcdEvent, Event, ReleaseE
 
 RESOLVED_WITHIN_GRACE = "resolved-within-grace"
 UNKNOWN_ETCD_GRACE = "etcd-state-unknown"
+ETCD_UNSTABLE = "etcd-unstable"  # a wait with no known end: until etcd's `stable` event
 
 
 class Verdict(StrEnum):
@@ -249,7 +250,7 @@ def _etcd_wait(
         remaining = stable_for - (now - event.time).total_seconds()
         return (UNKNOWN_ETCD_GRACE, remaining) if remaining > 0 else None
     if etcd.condition is not EtcdCondition.STABLE or etcd.stable_since is None:
-        return ("etcd-unstable", min(5.0, stable_for))
+        return (ETCD_UNSTABLE, min(5.0, stable_for))
     remaining = stable_for - (now - etcd.stable_since).total_seconds()
     return ("etcd-settling", remaining) if remaining > 0 else None
 

@@ -1,0 +1,234 @@
+"""Waiting for a fix to verify: wake on the object's changes (a shared watch), end on a timer.
+
+A verification can take minutes (helm-controller reconciling a release). It must not hold a
+worker re-reading the object meanwhile (issue 17): the rule's check runs once at the start,
+then again only when the object changed (one Kubernetes watch per resource type and namespace,
+shared by every verification waiting on an object there, open only while one waits), plus a
+slow resync for checks that read another object (fleet's force-reconcile reads a Secret) or a
+missed event; the timeout is a timer. Without a watch (RBAC lacks `watch`, or it keeps
+failing) it falls back to re-checking every `verify.interval`.
+
+What is verified is recorded with the claim (`verification_record`), so an owner that takes
+over after a crash resumes the same check until the same deadline (issue 16, item 15).
+
+Not for: judging whether the fix worked (the action's `verify` and the rule's condition do
+that, `medic.remediator.runner`), nor the decision to act (the engine).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from medic.remediator.actions.base import Plan
+from medic.runtime.backoff import Backoff
+from medic.runtime.kube import (
+    ForbiddenError,
+    GoneError,
+    KubeClient,
+    KubeError,
+    ResourceType,
+)
+from medic.schemas import Change
+
+log = structlog.get_logger(__name__)
+RESYNC = 30.0  # seconds between checks while a live watch reports no change of the object
+WATCH_BACKOFF = Backoff(base=0.5, cap=30.0)
+FORBIDDEN_RETRY = 300.0  # RBAC without `watch`: try again this rarely, re-check meanwhile
+WatchKey = tuple[ResourceType, str | None]
+
+
+@dataclass(eq=False)
+class Subscription:
+    """One verification's view of its object: `changed` is set on every change of it."""
+
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+    watched: WatchKey | None = None
+    hub: ObjectChanges | None = None
+
+    @property
+    def live(self) -> bool:
+        """Whether a watch currently reports this object's changes."""
+        return self.hub is not None and self.watched is not None and self.hub.live(self.watched)
+
+
+class ObjectChanges:
+    """Kubernetes watches shared by the verifications waiting on objects of one type and
+    namespace. `run(stop)` owns the watch tasks; before it runs (or after it stopped) a
+    subscription has no watch and its waiter re-checks on its interval."""
+
+    def __init__(self, kube: KubeClient) -> None:
+        self.kube = kube
+        self._waiting: dict[WatchKey, dict[str, set[Subscription]]] = {}
+        self._watches: dict[WatchKey, asyncio.Task[None]] = {}
+        self._live: dict[WatchKey, bool] = {}
+        self._tasks: asyncio.TaskGroup | None = None
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with asyncio.TaskGroup() as tg:
+            self._tasks = tg
+            await stop.wait()
+            self._tasks = None
+            for task in self._watches.values():
+                task.cancel()
+            self.wake_all()
+
+    def live(self, key: WatchKey) -> bool:
+        return self._live.get(key, False)
+
+    def wake_all(self) -> None:
+        for names in self._waiting.values():
+            for subscriptions in names.values():
+                for subscription in subscriptions:
+                    subscription.changed.set()
+
+    @contextlib.asynccontextmanager
+    async def subscribe(
+        self, rt: ResourceType, namespace: str | None, name: str, resource_version: str = ""
+    ) -> AsyncIterator[Subscription]:
+        """Changes of one object from `resource_version` on (that of the object as written;
+        the watch then misses nothing between the write and the first check)."""
+        key: WatchKey = (rt, namespace if rt.namespaced else None)
+        subscription = Subscription(watched=key, hub=self)
+        names = self._waiting.setdefault(key, {})
+        names.setdefault(name, set()).add(subscription)
+        try:
+            if key not in self._watches and self._tasks is not None:
+                start = resource_version or await self._version_of(rt, namespace, name)
+                # Checked again after the await: another subscriber may have started it.
+                if key not in self._watches and self._tasks is not None:
+                    self._watches[key] = self._tasks.create_task(self._watch(key, start))
+            yield subscription
+        finally:
+            names[name].discard(subscription)
+            if not names[name]:
+                del names[name]
+            if not names:
+                del self._waiting[key]
+                task = self._watches.pop(key, None)
+                if task is not None:
+                    task.cancel()
+                self._live.pop(key, None)
+
+    async def _version_of(self, rt: ResourceType, namespace: str | None, name: str) -> str:
+        """Where to start watching when the caller knows no version: the object's own."""
+        try:
+            obj = await self.kube.get(rt, name, namespace)
+        except KubeError:  # not found, or unreadable: watch from now
+            return ""
+        return str((obj.get("metadata") or {}).get("resourceVersion") or "")
+
+    async def _watch(self, key: WatchKey, version: str) -> None:
+        rt, namespace = key
+        failures = 0
+        wlog = log.bind(resource=rt.plural, namespace=namespace)
+        while True:
+            try:
+                self._live[key] = True
+                async for kind, obj in self.kube.watch(rt, namespace, version):
+                    failures = 0
+                    metadata = obj.get("metadata") or {}
+                    version = str(metadata.get("resourceVersion") or version)
+                    if kind != "BOOKMARK":
+                        self._wake(key, str(metadata.get("name", "")))
+            except GoneError:  # history compacted: start from now; a change may be missed
+                version = ""
+                self._wake_key(key)
+            except ForbiddenError as exc:
+                self._lost(key, wlog, exc, failures)
+                await asyncio.sleep(FORBIDDEN_RETRY)
+            except KubeError as exc:
+                failures += 1
+                self._lost(key, wlog, exc, failures)
+                await asyncio.sleep(WATCH_BACKOFF.delay(failures))
+
+    def _lost(self, key: WatchKey, wlog: Any, exc: KubeError, failures: int) -> None:
+        self._live[key] = False
+        self._wake_key(key)  # re-check now: changes may have been missed
+        wlog.warning("verify_watch_failed", error=str(exc)[:200], failures=failures)
+
+    def _wake(self, key: WatchKey, name: str) -> None:
+        for subscription in self._waiting.get(key, {}).get(name, ()):
+            subscription.changed.set()
+
+    def _wake_key(self, key: WatchKey) -> None:
+        for subscriptions in self._waiting.get(key, {}).values():
+            for subscription in subscriptions:
+                subscription.changed.set()
+
+
+async def wait_verified(
+    check: Callable[[], Awaitable[bool]],
+    subscription: Subscription,
+    *,
+    deadline: float,
+    interval: float,
+    stopping: asyncio.Event,
+) -> bool | None:
+    """True when `check` holds, False at `deadline` (loop time), None when the service stops.
+
+    Checks at once, then on each change of the object (at most once per `interval`, so a
+    burst of status updates costs one read), every RESYNC seconds, and once at the deadline."""
+    loop = asyncio.get_running_loop()
+    while True:
+        subscription.changed.clear()
+        checked = loop.time()
+        try:
+            if await check():
+                return True
+        except KubeError as exc:
+            log.warning("verify_read_failed", error=str(exc)[:200])
+        if loop.time() >= deadline:
+            return False
+        pause = RESYNC if subscription.live else interval
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(
+                subscription.changed.wait(), max(0.0, min(pause, deadline - loop.time()))
+            )
+        if stopping.is_set():
+            return None
+        spacing = checked + interval - loop.time()
+        if spacing > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stopping.wait(), min(spacing, deadline - loop.time()))
+            if stopping.is_set():
+                return None
+
+
+def verification_record(plan: Plan, until: datetime) -> dict[str, Any]:
+    """What an owner taking over needs to run the same check until the same deadline."""
+    assert plan.rt is not None
+    return {
+        "until": until.isoformat(),
+        "rt": asdict(plan.rt),
+        "name": plan.name,
+        "namespace": plan.namespace,
+        "token": plan.token,
+        "resource_version": plan.resource_version,
+        "reason": plan.reason,
+        "extra": json.loads(json.dumps(plan.extra, default=str)),
+        "changes": [change.model_dump(mode="json") for change in plan.changes],
+    }
+
+
+def plan_of(record: dict[str, Any]) -> tuple[Plan, datetime]:
+    """The written plan and the verification deadline recorded by `verification_record`."""
+    plan = Plan(
+        verdict="act",
+        reason=str(record.get("reason", "")),
+        rt=ResourceType(**record["rt"]),
+        name=str(record["name"]),
+        namespace=record.get("namespace"),
+        token=str(record.get("token", "")),
+        resource_version=record.get("resource_version"),
+        extra=dict(record.get("extra") or {}),
+        changes=[Change.model_validate(c) for c in record.get("changes") or []],
+    )
+    return plan, datetime.fromisoformat(str(record["until"]))
