@@ -103,6 +103,7 @@ class Observer:
         self.undecodable: list[str] = []
         self.started = time.monotonic()
         self._result_story: dict[str, str] = {}
+        self._event_story: dict[str, str] = {}
         self._nc: Client | None = None
 
     def now(self) -> float:
@@ -122,6 +123,10 @@ class Observer:
         self.entries.append(entry)
         if self.on_entry is not None:
             self.on_entry(entry)
+
+    def _story_of_event(self, event_id: str) -> Story | None:
+        key = self._event_story.get(event_id)
+        return self.stories[key] if key is not None else None
 
     def staged(self, scenario: Scenario) -> None:
         self.stories[scenario.key].staged_at = self.now()
@@ -146,6 +151,7 @@ class Observer:
         elif isinstance(message, ReleaseEvent):
             story = self._story(message.data.object)
             if story is not None:
+                self._event_story[message.id] = story.scenario.key
                 story.events.append((at, message))
                 data = message.data
                 what = data.etcd_error or data.evidence.message or data.evidence.reason
@@ -159,7 +165,9 @@ class Observer:
                 self._result_story[message.id] = story.scenario.key
                 self.note(*_result_line(story.scenario.key, message))
         elif isinstance(message, AuditEntry):
-            story = self._story(message.data.object)
+            # An action may write another object than the one observed (the Bundle that owns a
+            # BundleDeployment): the audit names what was written, its event what was seen.
+            story = self._story(message.data.object) or self._story_of_event(message.data.event_id)
             if story is not None:
                 story.audits.append((at, message))
                 backup = f", backup {message.data.backup_id}" if message.data.backup_id else ""

@@ -34,7 +34,7 @@ from medic.runtime import health
 from medic.runtime.bus import Bus
 from medic.runtime.embedded_nats import EmbeddedNats, free_port
 from medic.runtime.settings import NatsSettings
-from medic.schemas import AuditEntry, Message, RemediationResult
+from medic.schemas import AuditEntry, Message, ReleaseEvent, RemediationResult
 from medic.testing.controlplane import ControlPlane
 from medic.testing.etcd import EtcdCluster
 from medic.testing.notifier import stream_messages
@@ -250,14 +250,23 @@ def assert_verdict(rig: Rig, scenario: Scenario) -> report.ScenarioReport:
 
 
 async def audit_for(rig: Rig, scenario: Scenario) -> list[AuditEntry]:
+    """The audit entries of the scenario's fixes: about its object, or caused by an event about
+    it (an action may write another object, e.g. the Bundle that owns a BundleDeployment)."""
     target = scenario.target
-    return [
-        entry
-        for entry in await rig.audit()
-        if entry.data.object.kind == target.kind
-        and entry.data.object.name == target.name
-        and (entry.data.object.namespace or "") == target.namespace
-    ]
+
+    def about(ref: Any) -> bool:
+        return bool(
+            ref.kind == target.kind
+            and ref.name == target.name
+            and (ref.namespace or "") == target.namespace
+        )
+
+    events = {
+        m.id
+        for m in await rig.messages("MEDIC_EVENTS")
+        if isinstance(m, ReleaseEvent) and about(m.data.object)
+    }
+    return [e for e in await rig.audit() if about(e.data.object) or e.data.event_id in events]
 
 
 async def assert_told_people(rig: Rig, scenario: Scenario, outcome: str) -> None:

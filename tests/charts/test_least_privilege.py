@@ -238,11 +238,15 @@ def staged_scenarios(plane: ControlPlane, prefix: str) -> list[scenarios.Scenari
             stage(plane, as_druid_crd_requires(obj) if obj["kind"] == "Etcd" else obj)
     # S2-migrate: the CRD as a Flux 2.2 -> 2.7 upgrade leaves it (Flux 2.7's CRD serves v2beta2
     # and stores v2; an object written at 2.2 was stored at v2beta2), so Medic migrates.
-    crd = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{flux.CRD_NAME}/status"
-    older = {"status": {"storedVersions": ["v2beta2", flux.STORAGE_VERSION]}}
-    patched = plane.request("PATCH", crd, older, content_type="application/merge-patch+json")
-    assert patched.ok, patched.body
+    set_stored_versions(plane, ["v2beta2", flux.STORAGE_VERSION])
     return played
+
+
+def set_stored_versions(plane: ControlPlane, versions: list[str]) -> None:
+    crd = f"/apis/apiextensions.k8s.io/v1/customresourcedefinitions/{flux.CRD_NAME}/status"
+    body = {"status": {"storedVersions": versions}}
+    patched = plane.request("PATCH", crd, body, content_type="application/merge-patch+json")
+    assert patched.ok, patched.body
 
 
 # --- the services, in this process, as the chart's ServiceAccounts ---------------------------
@@ -348,7 +352,10 @@ def run(control_plane: ControlPlane, tmp_path_factory: pytest.TempPathFactory, r
     expected = {rule for s in played for rule, _ in s.expect}
     keys = [s.key for s in played]
     result = Run(namespace, release, kubeconfigs, {}, [], expected, dry_run, keys)
-    asyncio.run(play(control_plane, result, work))
+    try:
+        asyncio.run(play(control_plane, result, work))
+    finally:  # the session's other tests expect Flux 2.7's CRD as installed (dry-run left it)
+        set_stored_versions(control_plane, [flux.STORAGE_VERSION])
     return result
 
 
