@@ -11,7 +11,8 @@ what Helm renders with what the code declares.
 Rules are normalised to one PolicyRule per (apiGroup, resource) with sorted verbs, the same
 shape the chart's `medic.rules` template emits, so "remove one rule" means one resource of one
 group. An action's rules are split into `reads` (what `plan`, and so dry-run, needs: every
-non-mutating verb, and creating access reviews, which write nothing) and `writes`.
+non-mutating verb but `watch`, and creating access reviews, which write nothing) and `writes`
+(the mutating verbs, and `watch`, which only the verification of a write uses).
 
 Not for: granting what no declaration names (that is the values' `rbac.extraRules`).
 """
@@ -71,6 +72,12 @@ def is_write(grant: Grant) -> bool:
     return verb in MUTATING_VERBS and (group, resource) not in REVIEWS
 
 
+def needs_writes(grant: Grant) -> bool:
+    """An action's grant needed only when the remediator writes: a write, or the `watch` an
+    action declares for verifying its write (dry-run never writes, so never verifies)."""
+    return is_write(grant) or grant[2] == "watch"
+
+
 def builtin_rule_actions() -> list[str]:
     """The actions the built-in rule pack uses (what the remediator needs with no own rules)."""
     return sorted({rule.spec.action.name for rule in load_builtin().rules})
@@ -88,8 +95,8 @@ def document() -> dict[str, Any]:
     for action in sorted(actions, key=lambda a: a.name):
         declared = grants(action.rbac)
         by_action[action.name] = {
-            "reads": normalise(g for g in declared if not is_write(g)),
-            "writes": normalise(g for g in declared if is_write(g)),
+            "reads": normalise(g for g in declared if not needs_writes(g)),
+            "writes": normalise(g for g in declared if needs_writes(g)),
         }
     return {
         "defaultSources": default_sources(),
@@ -116,4 +123,4 @@ def remediator_rules(actions: Sequence[str], *, dry_run: bool) -> list[PolicyRul
     """The remediator's ClusterRole for these actions; in dry-run, only what `plan` needs."""
     registry = action_registry(entry_points=False)
     found = set().union(*(grants(registry.get(name).rbac) for name in actions))
-    return normalise(g for g in found if not (dry_run and is_write(g)))
+    return normalise(g for g in found if not (dry_run and needs_writes(g)))

@@ -121,14 +121,22 @@ async def test_s3_escalates_while_rbac_is_broken_unlocks_once_fixed_and_helm_wor
             release_secret(control_plane, ns)["metadata"]["resourceVersion"]
             == stuck["metadata"]["resourceVersion"]
         )
-        assert not [a for a in await rig.audit() if a.data.outcome == "written"]
+        assert not [
+            a
+            for a in await rig.audit()
+            if a.data.outcome == "written" and a.data.object.namespace == ns
+        ]
 
         apply(
             control_plane, *ci_rbac(ns, ["create", "get", "list", "update"])
         )  # someone fixes RBAC
         done = await e2e.result_for(rig, helm.secret_name("web", 1), ["succeeded", "failed"])
         assert done.data.outcome.value == "succeeded", done.data.reason
-        [written] = [a for a in await rig.audit() if a.data.outcome == "written"]
+        [written] = [
+            a
+            for a in await rig.audit()
+            if a.data.outcome == "written" and a.data.object.namespace == ns
+        ]
         assert written.data.backup_id
         unlocked = release_secret(control_plane, ns)
         labels = unlocked["metadata"]["labels"]

@@ -40,15 +40,21 @@ FLEET_OWNERS = {
 class ForceReconcileAction:
     name = "force-reconcile"
     params_model: type[BaseModel] = NoParams
+    # watch: the verification waits on the written object's changes, as the controller that
+    # owns it answers (medic.remediator.verification).
     rbac = (
-        {"apiGroups": [flux.GROUP], "resources": [flux.PLURAL], "verbs": ["get", "patch"]},
+        {"apiGroups": [flux.GROUP], "resources": [flux.PLURAL], "verbs": ["get", "patch", "watch"]},
         {"apiGroups": [fleet.GROUP], "resources": [fleet.PLURAL], "verbs": ["get"]},
         {
             "apiGroups": [fleet.GROUP],
             "resources": sorted(fleet.OWNER_PLURALS.values()),
-            "verbs": ["get", "patch"],
+            "verbs": ["get", "patch", "watch"],
         },
-        {"apiGroups": [gardener.GROUP], "resources": [gardener.PLURAL], "verbs": ["get", "patch"]},
+        {
+            "apiGroups": [gardener.GROUP],
+            "resources": [gardener.PLURAL],
+            "verbs": ["get", "patch", "watch"],
+        },
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]},
     )
     example: dict[str, Any] = {"action": {"name": "force-reconcile"}}

@@ -35,7 +35,10 @@ def is_ready(obj: dict[str, Any]) -> bool:
 class RetryAction:
     name = "retry"
     params_model: type[BaseModel] = NoParams
-    rbac = ({"apiGroups": [flux.GROUP], "resources": [flux.PLURAL], "verbs": ["get", "patch"]},)
+    # watch: the verification waits on the object's changes (medic.remediator.verification).
+    rbac = (
+        {"apiGroups": [flux.GROUP], "resources": [flux.PLURAL], "verbs": ["get", "patch", "watch"]},
+    )
     example: dict[str, Any] = {"action": {"name": "retry"}}
     keys = (flux.REQUESTED_AT, flux.RESET_AT)
 
