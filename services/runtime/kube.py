@@ -30,7 +30,7 @@ import asyncio
 import json
 import ssl
 import time
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -369,7 +369,7 @@ class KubeClient:
         allow_bookmarks: bool = True,
         timeout_seconds: int = 300,
         inactivity_timeout: float = 90.0,
-    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    ) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
         """Stream (type, object) pairs; raises GoneError on 410 and UnreachableError when the
         stream stays silent longer than `inactivity_timeout` (a half-dead connection)."""
         query = {"watch": "true", "timeoutSeconds": str(timeout_seconds)}

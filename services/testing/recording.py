@@ -9,7 +9,8 @@ kube-apiserver derives them (k8s.io/apiserver pkg/endpoints/request/requestinfo.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
+import contextlib
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -109,15 +110,18 @@ class RecordingKubeClient(KubeClient):
 
     async def watch(
         self, rt: ResourceType, namespace: str | None = None, *args: Any, **kwargs: Any
-    ) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+    ) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
         path, query = rt.path(namespace), {"watch": "true"}
         recorded = False
         try:
-            async for item in super().watch(rt, namespace, *args, **kwargs):
-                if not recorded:
-                    self._record("GET", path, query, 200)
-                    recorded = True
-                yield item
+            # aclosing: closing this generator closes the inner watch (and its connection) now,
+            # not when the garbage collector finds it, perhaps after its event loop closed.
+            async with contextlib.aclosing(super().watch(rt, namespace, *args, **kwargs)) as inner:
+                async for item in inner:
+                    if not recorded:
+                        self._record("GET", path, query, 200)
+                        recorded = True
+                    yield item
         except KubeError as error:
             if not recorded:
                 self._record("GET", path, query, error.status)

@@ -142,7 +142,7 @@ class Informer:
                 step.cancel()
                 with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration, KubeError):
                     await step
-            await stream.aclose()  # type: ignore[attr-defined]
+            await stream.aclose()
 
     def _selected(self, obj: dict[str, Any]) -> bool:
         """Field selectors the watch itself cannot apply on every server (e.g. Secret type)."""

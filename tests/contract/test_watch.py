@@ -43,7 +43,7 @@ async def _events(
                 if done(seen):
                     break
     finally:
-        await stream.aclose()  # type: ignore[attr-defined]
+        await stream.aclose()
     return seen
 
 
@@ -84,7 +84,7 @@ async def test_watch_from_a_list_version_with_selector_bookmark_and_resume(
                 if _bookmark_after_delete(events):
                     break
     finally:
-        await stream.aclose()  # type: ignore[attr-defined]
+        await stream.aclose()
     if kube_api.sandbox is not None:  # sandbox LIMITS: a bookmark every interval, moved or not
         events = [e for e in events if e[0] != "BOOKMARK"] + events[-1:]
     assert _summary(events) == [
