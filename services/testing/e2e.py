@@ -333,8 +333,11 @@ async def on_cluster(
     timings: Timings | None = None,
     etcd_endpoints: Sequence[str] = (),
     names: Sequence[str] = ("watcher", "remediator"),
+    namespaces: Sequence[str] = (),
 ) -> AsyncIterator[ClusterRig]:
-    """The services on a real cluster, with `rules` replacing built-ins of the same name."""
+    """The services on a real cluster, with `rules` replacing built-ins of the same name; with
+    `namespaces`, the watcher looks only there (other tests share the server and leave their
+    problems behind)."""
     timings = timings or Timings()
     nats = EmbeddedNats(data_dir=directory / "nats")
     await nats.start()
@@ -349,6 +352,8 @@ async def on_cluster(
             channels=[{"name": "console", "type": "console"}],
             timings=timings,
         )
+        if namespaces:
+            only_in(settings, set(namespaces))
         config_path = directory / "medic.yaml"
         config_path.write_text(yaml.safe_dump(settings, sort_keys=False))
         bus = await Bus.connect(NatsSettings(urls=[nats.url]), name="e2e-cluster")

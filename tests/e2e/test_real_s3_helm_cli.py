@@ -111,7 +111,11 @@ async def test_s3_escalates_while_rbac_is_broken_unlocks_once_fixed_and_helm_wor
     stuck = release_secret(control_plane, ns)
     identity = f"system:serviceaccount:{ns}:ci"
     async with e2e.on_cluster(
-        tmp_path / "medic", control_plane.kubeconfig, s3_rules(identity), timings=TIMINGS
+        tmp_path / "medic",
+        control_plane.kubeconfig,
+        s3_rules(identity),
+        timings=TIMINGS,
+        namespaces=[ns],
     ) as rig:
         escalated = await e2e.result_for(rig, helm.secret_name("web", 1), ["escalated"])
         diagnosis = escalated.data.diagnosis

@@ -68,7 +68,7 @@ async def test_a_json_patch_racing_druid_is_refused_and_judged_again_not_reappli
     async with ApiProxy(control_plane, before=racer.before) as proxy:
         kubeconfig = proxy.write_kubeconfig(tmp_path / "proxy.kubeconfig")
         async with e2e.on_cluster(
-            tmp_path / "medic", kubeconfig, tuned_rules(TIMINGS), timings=TIMINGS
+            tmp_path / "medic", kubeconfig, tuned_rules(TIMINGS), timings=TIMINGS, namespaces=[ns]
         ) as rig:
             result = await e2e.result_for(rig, name, ["skipped", "succeeded", "failed"])
             assert result.data.outcome.value == "skipped", result.data.reason
@@ -116,7 +116,7 @@ async def test_a_merge_patch_racing_another_writer_is_rewritten_at_the_new_versi
     async with ApiProxy(control_plane, before=racer.before) as proxy:
         kubeconfig = proxy.write_kubeconfig(tmp_path / "proxy.kubeconfig")
         async with e2e.on_cluster(
-            tmp_path / "medic", kubeconfig, tuned_rules(TIMINGS), timings=TIMINGS
+            tmp_path / "medic", kubeconfig, tuned_rules(TIMINGS), timings=TIMINGS, namespaces=[ns]
         ) as rig:
             await e2e.result_for(rig, name, ["applied", "succeeded", "failed"])
             patches = [p for p in proxy.passed if p.method == "PATCH" and p.path == path]
@@ -171,7 +171,7 @@ async def test_a_refused_write_is_not_reported_as_medics_when_someone_else_fixes
     world.put(objects.gardener_etcd(name, ns), manager="gardenlet")
     kubeconfig = read_only_medic(control_plane, ns)
     async with e2e.on_cluster(
-        tmp_path / "medic", kubeconfig, tuned_rules(TIMINGS), timings=TIMINGS
+        tmp_path / "medic", kubeconfig, tuned_rules(TIMINGS), timings=TIMINGS, namespaces=[ns]
     ) as rig:
 
         async def refused() -> bool:
