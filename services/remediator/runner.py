@@ -38,7 +38,13 @@ from medic.remediator.rules.loader import action_problems, describe
 from medic.remediator.verification import ObjectChanges, Subscription, wait_verified
 from medic.runtime.bus import Bus
 from medic.runtime.errors import PermanentError
-from medic.runtime.kube import ConflictError, InvalidError, KubeError, NotFoundError
+from medic.runtime.kube import (
+    ConflictError,
+    InvalidError,
+    KubeError,
+    NotFoundError,
+    ResourceType,
+)
 from medic.schemas import Event, ObjectRef, Outcome, ReleaseEvent
 
 log = structlog.get_logger(__name__)
@@ -202,10 +208,20 @@ class Runner:
 
     @contextlib.asynccontextmanager
     async def _changes_of(self, plan: Plan, version: str) -> AsyncIterator[Subscription]:
-        if self.changes is None or plan.rt is None or not plan.name:
+        """Changes of what the check reads: the written object, or the one the action names in
+        `extra["verify_watch"]` (group, version, plural, kind, namespace, name) when its check
+        reads another (Fleet copies a Bundle's field into the BundleDeployment it checks)."""
+        watched = plan.extra.get("verify_watch")
+        if watched is not None:
+            group, api, plural, kind, namespace, name = watched
+            rt: ResourceType | None = ResourceType(group, api, plural, kind)
+            version = ""  # another object's history: from now (its state was just checked)
+        else:
+            rt, namespace, name = plan.rt, plan.namespace, plan.name
+        if self.changes is None or rt is None or not name:
             yield Subscription()
             return
-        async with self.changes.subscribe(plan.rt, plan.namespace, plan.name, version) as sub:
+        async with self.changes.subscribe(rt, namespace, name, version) as sub:
             yield sub
 
     async def _write_or_rejudge(

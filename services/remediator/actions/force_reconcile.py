@@ -44,11 +44,11 @@ class ForceReconcileAction:
     # owns it answers (medic.remediator.verification).
     rbac = (
         {"apiGroups": [flux.GROUP], "resources": [flux.PLURAL], "verbs": ["get", "patch", "watch"]},
-        {"apiGroups": [fleet.GROUP], "resources": [fleet.PLURAL], "verbs": ["get"]},
+        {"apiGroups": [fleet.GROUP], "resources": [fleet.PLURAL], "verbs": ["get", "watch"]},
         {
             "apiGroups": [fleet.GROUP],
             "resources": sorted(fleet.OWNER_PLURALS.values()),
-            "verbs": ["get", "patch", "watch"],
+            "verbs": ["get", "patch"],
         },
         {
             "apiGroups": [gardener.GROUP],
@@ -126,6 +126,15 @@ class ForceReconcileAction:
             extra={
                 "kind": "fleet",
                 "bundledeployment": (plan.namespace, plan.name),
+                # what verify reads: Fleet answers on the BundleDeployment, not on the owner
+                "verify_watch": (
+                    fleet.GROUP,
+                    fleet.VERSION,
+                    fleet.PLURAL,
+                    fleet.KIND,
+                    plan.namespace,
+                    plan.name,
+                ),
                 "generation": after,
             },
         )
