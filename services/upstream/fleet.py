@@ -67,3 +67,11 @@ def needs_options_secret(bundledeployment: dict[str, Any]) -> bool:
 
 def waiting_for_values(bundledeployment: dict[str, Any]) -> bool:
     return bool((bundledeployment.get("spec") or {}).get("waitingForValues"))
+
+
+def sync_generation(bundledeployment: dict[str, Any]) -> int:
+    """The forceSyncGeneration the agent last deployed: it copies
+    `spec.options.forceSyncGeneration` into `status.syncGeneration` after each deployment
+    (agent deployer/monitor/updatestatus.go), so it proves the redeploy, not just the request."""
+    value = (bundledeployment.get("status") or {}).get("syncGeneration")
+    return int(value) if isinstance(value, int) else 0

@@ -111,19 +111,30 @@ async def test_s4_force_sync_after_grace_and_verified(
     sandbox, client = kube
     stage(sandbox, "web")
     bd_before = sandbox.store.get(fleet.API_VERSION, fleet.KIND, "web", NS) or {}
+    untouched: list[bool] = []
 
     def controller(store: Any, change: str, obj: dict[str, Any]) -> None:
+        """Fleet's controller copies the bump into the BundleDeployment; the Secret returns;
+        the agent deploys and records status.syncGeneration."""
         synced = change == "MODIFIED" and obj["spec"].get("forceSyncGeneration")
         if synced and store.get("v1", "Secret", "web", NS) is None:
+            bd = store.get(fleet.API_VERSION, fleet.KIND, "web", NS)
+            rv = bd_before["metadata"]["resourceVersion"]
+            untouched.append(bd["metadata"]["resourceVersion"] == rv)  # nothing wrote it yet
             store.put(objects.values_secret("web", NS))
+            bd["spec"].setdefault("options", {})["forceSyncGeneration"] = synced
+            bd["status"] = {"ready": True, "syncGeneration": synced}
+            store.put(bd, manager="fleetcontroller")
 
     sandbox.store.on_write("Bundle", controller)
     service = await remediator(bus, client)
     event = values_missing("web", datetime.now(UTC) - timedelta(minutes=5), ProblemState.FIRING)
     await service.handle(event, delivery(event))
     assert generation(sandbox, "web") == 1
+    assert untouched == [True]
     bd_after = sandbox.store.get(fleet.API_VERSION, fleet.KIND, "web", NS) or {}
-    assert bd_after["metadata"]["resourceVersion"] == bd_before["metadata"]["resourceVersion"]
+    managers = {m.get("manager") for m in bd_after["metadata"].get("managedFields") or []}
+    assert "medic" not in managers, managers  # Medic never wrote the BundleDeployment
     found = await results(bus)
     assert [r.data.outcome for r in found] == [Outcome.SUCCEEDED]
 

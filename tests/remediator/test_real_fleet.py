@@ -108,7 +108,9 @@ async def played_fleet(kube: KubeClient, owner: ResourceType, fleet_ns: str, bd:
                 async for kind, obj in stream:
                     version = obj["metadata"].get("resourceVersion", version)
                     generation = int((obj.get("spec") or {}).get(fleet.FORCE_SYNC_GENERATION) or 0)
-                    if kind != "MODIFIED" or generation <= handled:
+                    # level-triggered, like Fleet's controller: a bump made before this
+                    # watch started arrives as ADDED
+                    if kind not in {"ADDED", "MODIFIED"} or generation <= handled:
                         continue
                     handled = generation
                     await kube.patch(

@@ -5,8 +5,9 @@
 - Fleet BundleDeployment: `spec.forceSyncGeneration` + 1 on the object Fleet reads it from, the
   owning GitRepo / HelmOp / Bundle (found by the BundleDeployment's labels; the controller copies
   it into the BundleDeployment, whose spec it owns: `medic.upstream.fleet`); never the
-  BundleDeployment, never a delete; verified when the options Secret is back and the
-  BundleDeployment no longer waits for values;
+  BundleDeployment, never a delete; verified when the options Secret is back, the
+  BundleDeployment no longer waits for values and its agent deployed the new generation
+  (`status.syncGeneration`, agent monitor/updatestatus.go);
 - Gardener Etcd: the operation annotation(s) present removed, then re-applied (two writes: a
   patch that removes and re-adds the same value changes nothing); verified when etcd-druid
   removed both keys (`medic.upstream.gardener`). Results carry what druid reported.
@@ -179,7 +180,9 @@ class ForceReconcileAction:
                 bd = await ctx.kube.get(rt, name, namespace)
             except NotFoundError:
                 return False
-            return not await _waiting(ctx, bd)
+            if await _waiting(ctx, bd):
+                return False
+            return fleet.sync_generation(bd) >= int(plan.extra["generation"])
         obj = await ctx.kube.get(plan.rt, plan.name, plan.namespace)
         if kind == "flux":
             handled = (obj.get("status") or {}).get("lastHandledForceAt")
