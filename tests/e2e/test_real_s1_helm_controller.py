@@ -95,6 +95,20 @@ class Flux:
 
         await eventually(reached, timeout=timeout, interval=0.2)
 
+    async def until_settled(self, name: str, timeout: float = 60.0) -> None:
+        """Ready and the reconcile that made it so finished: helm-controller patches
+        observedGeneration only when a reconcile ends without a requeue
+        (helmrelease_controller.go, WithStatusObservedGeneration), so nothing of its own is
+        in flight that would find what the test stages next."""
+
+        async def reached() -> bool:
+            hr = self.get(name)
+            ready = self.condition(name, flux.READY).get("status") == "True"
+            observed = (hr.get("status") or {}).get("observedGeneration")
+            return ready and observed == hr["metadata"]["generation"]
+
+        await eventually(reached, timeout=timeout, interval=0.2)
+
     async def until(
         self, name: str, kind: str, status: str, timeout: float = 60.0
     ) -> dict[str, Any]:
@@ -215,7 +229,7 @@ async def test_s3_a_release_a_helmrelease_owns_is_unlocked_by_helm_controller_no
     plane, ns = releases.plane, releases.namespace
     async with helm_controller(plane, tmp_path / "hc") as (controller, _proxy):
         releases.helmrelease("web")
-        await releases.until("web", flux.READY, "True")
+        await releases.until_settled("web")
         pending_revision(plane, ns, "web")
         async with e2e.on_cluster(
             tmp_path / "medic", plane.kubeconfig, tuned_rules(TIMINGS), timings=TIMINGS
