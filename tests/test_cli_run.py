@@ -11,6 +11,7 @@ import socket
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,47 +31,14 @@ def _get(url: str) -> tuple[int, dict[str, object]]:
 
 
 async def test_medic_run_is_ready_and_exits_cleanly_on_sigterm(tmp_path: Path) -> None:
-    port = free_port()
-    env = {
-        **os.environ,
-        "MEDIC_HEALTH__PORT": str(port),
-        "MEDIC_LOG_FORMAT": "json",
-        "MEDIC_CLUSTER": "laptop",
-    }
-    env.pop("MEDIC_NATS__URLS", None)
-    env.pop("MEDIC_KUBE__KUBECONFIG", None)
-    log = (tmp_path / "run.log").open("wb")
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "medic.cli",
-        "run",
-        "--data-dir",
-        str(tmp_path / "data"),
-        env=env,
-        stdout=log,
-        stderr=log,
-        start_new_session=True,
-    )
-    try:
-
-        async def ready() -> bool:
-            status, body = await asyncio.to_thread(_get, f"http://127.0.0.1:{port}/readyz")
-            return status == 200 and body.get("status") == "ready"
-
-        await eventually(ready, timeout=60, interval=0.2)
+    def streams_in_the_data_dir() -> None:
         streams = list((tmp_path / "data" / "nats" / "jetstream").rglob("MEDIC_EVENTS"))
         assert streams, "the embedded nats-server stores Medic's streams in the data dir"
-        process.send_signal(signal.SIGTERM)
-        code = await asyncio.wait_for(process.wait(), 30)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-        log.close()
-    output = (tmp_path / "run.log").read_text()
-    assert code == 0, output[-3000:]
-    assert "services_stopped" in output
+
+    said = await _start_and_stop(
+        tmp_path, {"MEDIC_CLUSTER": "laptop"}, subprocess.DEVNULL, streams_in_the_data_dir
+    )
+    assert "services_stopped" in said
     leftovers = await asyncio.create_subprocess_exec(
         "pgrep", "-f", str(tmp_path / "data"), stdout=asyncio.subprocess.PIPE
     )
@@ -130,8 +98,13 @@ spec:
 """
 
 
-async def _start_and_stop(tmp_path: Path, extra: dict[str, str], stdout: int) -> str:
-    """`medic run` until ready, then SIGTERM; what it said on stderr."""
+async def _start_and_stop(
+    tmp_path: Path,
+    extra: dict[str, str],
+    stdout: int,
+    while_ready: Callable[[], None] = lambda: None,
+) -> str:
+    """`medic run` until ready (then `while_ready()`), then SIGTERM; all it said on stderr."""
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("MEDIC_")},
@@ -160,6 +133,7 @@ async def _start_and_stop(tmp_path: Path, extra: dict[str, str], stdout: int) ->
                 return status == 200
 
             await eventually(ready, timeout=60, interval=0.2)
+            while_ready()
             process.send_signal(signal.SIGTERM)
             code = await asyncio.wait_for(process.wait(), 30)
         finally:
@@ -168,6 +142,11 @@ async def _start_and_stop(tmp_path: Path, extra: dict[str, str], stdout: int) ->
                 await process.wait()
     said = errors.read_text()
     assert code == 0, said[-3000:]
+    return said
+
+
+def plain(said: str) -> str:
+    """What `medic run` said for people: its lines that are not JSON log records."""
     return "\n".join(line for line in said.splitlines() if not line.startswith("{"))
 
 
@@ -177,7 +156,7 @@ async def test_medic_run_says_which_rules_sources_and_channels_are_in_force(
     rules = tmp_path / "team.yaml"
     rules.write_text(TEAM_RULE)
     extra = {"MEDIC_REMEDIATOR_RULES": str(rules)}
-    said = await _start_and_stop(tmp_path, extra, subprocess.DEVNULL)
+    said = plain(await _start_and_stop(tmp_path, extra, subprocess.DEVNULL))
     for name in ("flux-retry-after-transient-etcd-error", "helm-clear-stuck-pending-release"):
         assert f"{name} (built-in)" in said, said
     assert "team-a-tell-about-failed-releases (custom): notify-only" in said, said
@@ -194,7 +173,7 @@ async def test_medic_run_on_a_terminal_without_channels_notifies_on_the_console(
 ) -> None:
     controller, terminal = pty.openpty()
     try:
-        said = await _start_and_stop(tmp_path, {}, terminal)
+        said = plain(await _start_and_stop(tmp_path, {}, terminal))
     finally:
         os.close(terminal)
         os.close(controller)

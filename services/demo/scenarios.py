@@ -228,27 +228,10 @@ def s2_stale(
 ) -> Scenario:
     """S2's stale status alone, on a HelmRelease already at the storage version: Flux 2.7
     (helm-controller v1.4) no longer serves v2beta1, so a real API server cannot stage S2 itself."""
-
-    def verify(store: World) -> str | None:
-        obj = store.get(HR_V2, flux.KIND, name, namespace)
-        status = (obj or {}).get("status") or {}
-        if not _ready(obj) or status.get("lastHandledForceAt") is None:
-            return "no forced reconcile made it Ready"
-        return None
-
-    ready_dep = objects.helmrelease(
-        dependency, namespace, status=objects.ready_status(dependency, namespace)
-    )
-    stale = objects.helmrelease(
-        name, namespace, depends_on=[dependency], status=objects.stale_status(dependency)
-    )
-    return Scenario(
+    return replace(
+        s2(namespace, name, dependency),
         key="S2-stale",
         title="HelmRelease with a stale DependencyNotReady after a Flux upgrade: force a reconcile",
-        target=Target(HR_V2, flux.KIND, namespace, name),
-        objects=(ready_dep, stale),
-        expect=((S2_FORCE, Outcome.SUCCEEDED),),
-        verify=verify,
     )
 
 

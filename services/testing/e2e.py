@@ -269,6 +269,15 @@ async def audit_for(rig: Rig, scenario: Scenario) -> list[AuditEntry]:
     return [e for e in await rig.audit() if about(e.data.object) or e.data.event_id in events]
 
 
+async def concluded(rig: Rig, scenario: Scenario, told: str) -> list[AuditEntry]:
+    """Wait until the scenario settled and people were told `told`, judge the cluster by the
+    scenario; the audit entries of what Medic wrote for it."""
+    await settle(rig, [scenario])
+    await assert_told_people(rig, scenario, told)
+    assert_verdict(rig, scenario)
+    return [a for a in await audit_for(rig, scenario) if a.data.outcome == "written"]
+
+
 async def assert_told_people(rig: Rig, scenario: Scenario, outcome: str) -> None:
     """Slack got a message naming the object and outcome; the webhook a signed JSON body."""
     name = scenario.target.name

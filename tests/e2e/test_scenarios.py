@@ -21,13 +21,14 @@ import pytest
 from medic.demo import play, scenarios
 from medic.demo.cluster import EtcdDruid, HelmController
 from medic.demo.stack import Controllers
-from medic.schemas import EtcdCondition, EtcdEvent
+from medic.schemas import EtcdCondition, EtcdEvent, Outcome
 from medic.testing import e2e
 from medic.testing.e2e import (
     assert_clean_exit,
     assert_told_people,
     assert_verdict,
     audit_for,
+    concluded,
     settle,
 )
 
@@ -86,23 +87,8 @@ async def test_s2_migrates_as_flux_migrate_does(tmp_path: Path) -> None:
     s2 = scenarios.s2_migrate()
     async with e2e.running(tmp_path, [s2]) as rig:
         play.stage(rig.stack, [s2], rig.observer)
-        await settle(rig, [s2])
-        await assert_told_people(rig, s2, "succeeded")
-        assert_verdict(rig, s2)
-        actions = [a.data.action for a in await audit_for(rig, s2) if a.data.outcome == "written"]
-        assert actions == ["migrate-api-version"]
-    assert_clean_exit(rig)
-
-
-async def test_s2_stale_status_is_force_reconciled(tmp_path: Path) -> None:
-    s2 = scenarios.s2()
-    async with e2e.running(tmp_path, [s2]) as rig:
-        play.stage(rig.stack, [s2], rig.observer)
-        await settle(rig, [s2])
-        await assert_told_people(rig, s2, "succeeded")
-        assert_verdict(rig, s2)
-        actions = [a.data.action for a in await audit_for(rig, s2) if a.data.outcome == "written"]
-        assert actions == ["force-reconcile"]
+        written = await concluded(rig, s2, "succeeded")
+        assert [a.data.action for a in written] == ["migrate-api-version"]
     assert_clean_exit(rig)
 
 
@@ -110,13 +96,8 @@ async def test_s2_stale_status_gets_a_forced_reconcile(tmp_path: Path, running: 
     stale = scenarios.s2_stale()
     async with running(tmp_path, [stale]) as rig:
         play.stage(rig.stack, [stale], rig.observer)
-        await settle(rig, [stale])
-        await assert_told_people(rig, stale, "succeeded")
-        assert_verdict(rig, stale)
-        actions = [
-            a.data.action for a in await audit_for(rig, stale) if a.data.outcome == "written"
-        ]
-        assert actions == ["force-reconcile"]
+        written = await concluded(rig, stale, "succeeded")
+        assert [a.data.action for a in written] == ["force-reconcile"]
     assert_clean_exit(rig)
 
 
@@ -126,9 +107,7 @@ async def test_s2_drift_loop_is_reported_with_the_drifting_fields_not_retried(
     drift = scenarios.s2_drift()
     async with e2e.running(tmp_path, [drift]) as rig:
         play.stage(rig.stack, [drift], rig.observer)
-        await settle(rig, [drift])
-        await assert_told_people(rig, drift, "escalated")
-        assert_verdict(rig, drift)
+        await concluded(rig, drift, "escalated")
         assert not await audit_for(rig, drift)
         (escalated,) = [r for r in await rig.results() if r.data.rule == scenarios.S2_DRIFT]
         (drifting,) = escalated.data.diagnosis["drifting"]
@@ -146,10 +125,7 @@ async def test_s3_backs_up_then_marks_the_stuck_revision_failed(tmp_path: Path) 
     s3 = scenarios.s3()
     async with e2e.running(tmp_path, [s3]) as rig:
         play.stage(rig.stack, [s3], rig.observer)
-        await settle(rig, [s3])
-        await assert_told_people(rig, s3, "succeeded")
-        assert_verdict(rig, s3)
-        (entry,) = [a for a in await audit_for(rig, s3) if a.data.outcome == "written"]
+        (entry,) = await concluded(rig, s3, "succeeded")
         assert entry.data.backup_id, "no backup before the Helm storage write"
         assert entry.data.before is not None
         assert entry.data.after is not None
@@ -160,10 +136,7 @@ async def test_s3_with_rbac_still_broken_escalates_and_touches_nothing(tmp_path:
     broken = scenarios.s3(rbac_fixed=False)
     async with e2e.running(tmp_path, [broken]) as rig:
         play.stage(rig.stack, [broken], rig.observer)
-        await settle(rig, [broken])
-        await assert_told_people(rig, broken, "escalated")
-        assert_verdict(rig, broken)
-        assert not [a for a in await audit_for(rig, broken) if a.data.outcome == "written"]
+        assert not await concluded(rig, broken, "escalated")
         (escalated,) = [r for r in await rig.results() if r.data.outcome.value == "escalated"]
         assert escalated.data.diagnosis["allowed"]["update"] is False
     assert_clean_exit(rig)
@@ -197,10 +170,7 @@ async def test_s5_reapplies_the_operation_annotation(tmp_path: Path, running: Ru
     s5 = scenarios.s5()
     async with running(tmp_path, [s5]) as rig:
         play.stage(rig.stack, [s5], rig.observer)
-        await settle(rig, [s5])
-        await assert_told_people(rig, s5, "succeeded")
-        assert_verdict(rig, s5)
-        assert len([a for a in await audit_for(rig, s5) if a.data.outcome == "written"]) == 1
+        assert len(await concluded(rig, s5, "succeeded")) == 1
     assert_clean_exit(rig)
 
 
@@ -211,15 +181,13 @@ async def test_s5_escalates_when_druid_never_answers_the_retry(tmp_path: Path) -
         title="etcd-druid does not clear the annotation",
         target=s5.target,
         objects=s5.objects,
-        expect=((scenarios.S5_REAPPLY, scenarios.Outcome.ESCALATED),),
+        expect=((scenarios.S5_REAPPLY, Outcome.ESCALATED),),
         verify=lambda _store: None,
     )
     controllers = Controllers(druid=EtcdDruid(healthy=False), helm=HelmController())
     async with e2e.running(tmp_path, [stuck], controllers=controllers) as rig:
         play.stage(rig.stack, [stuck], rig.observer)
-        await settle(rig, [stuck])
-        await assert_told_people(rig, stuck, "escalated")
-        assert_verdict(rig, stuck)
+        await concluded(rig, stuck, "escalated")
         assert s5.check(rig.stack.store) == (
             "operation annotation still there: gardener.cloud/operation"
         )

@@ -9,8 +9,6 @@ cleared (target/builder.go) and the agent records status.syncGeneration
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -20,10 +18,11 @@ import pytest
 from medic.remediator.service import RemediatorService, create
 from medic.remediator.settings import RemediatorSettings
 from medic.runtime.bus import Bus
-from medic.runtime.kube import SECRETS, KubeClient, KubeError, ResourceType
+from medic.runtime.kube import SECRETS, KubeClient, ResourceType
 from medic.runtime.settings import KubeSettings
 from medic.schemas import Outcome, ReleaseEvent, ReleaseProblem
 from medic.testing import objects
+from medic.testing.controllers import follow, running
 from medic.testing.controlplane import ControlPlane
 from medic.testing.remediation import handle, results, source_running
 from medic.upstream import fleet
@@ -98,71 +97,33 @@ async def played_fleet(kube: KubeClient, owner: ResourceType, fleet_ns: str, bd:
     owner is copied into the BundleDeployment; then the options Secret, Ready, syncGeneration."""
     name, namespace = bd["metadata"]["name"], bd["metadata"]["namespace"]
     handled = 0
-    version = ""
-    while True:
-        # aclosing: a cancelled controller closes its watch (and the connection) at once
-        with contextlib.suppress(KubeError):
-            async with contextlib.aclosing(
-                kube.watch(owner, fleet_ns, version, allow_bookmarks=False, timeout_seconds=30)
-            ) as stream:
-                async for kind, obj in stream:
-                    version = obj["metadata"].get("resourceVersion", version)
-                    generation = int((obj.get("spec") or {}).get(fleet.FORCE_SYNC_GENERATION) or 0)
-                    # level-triggered, like Fleet's controller: a bump made before this
-                    # watch started arrives as ADDED
-                    if kind not in {"ADDED", "MODIFIED"} or generation <= handled:
-                        continue
-                    handled = generation
-                    await kube.patch(
-                        BDS,
-                        name,
-                        namespace,
-                        {
-                            "spec": {
-                                "options": {fleet.FORCE_SYNC_GENERATION: generation},
-                                "waitingForValues": None,
-                            }
-                        },
-                        field_manager="fleetcontroller",
-                    )
-                    secret = objects.values_secret(name, namespace)
-                    secret["metadata"]["ownerReferences"] = [
-                        {
-                            "apiVersion": fleet.API_VERSION,
-                            "kind": fleet.KIND,
-                            "name": name,
-                            "uid": bd["metadata"]["uid"],
-                            "controller": True,
-                        }
-                    ]
-                    await kube.create(SECRETS, secret)
-                    await kube.patch(
-                        BDS,
-                        name,
-                        namespace,
-                        {
-                            "status": {
-                                "ready": True,
-                                "syncGeneration": generation,
-                                "conditions": None,
-                            }
-                        },
-                        subresource="status",
-                        field_manager="fleet-agent",
-                    )
 
+    async def reconcile(obj: dict[str, Any]) -> None:
+        nonlocal handled
+        generation = int((obj.get("spec") or {}).get(fleet.FORCE_SYNC_GENERATION) or 0)
+        if generation <= handled:
+            return
+        handled = generation
+        options = {"options": {fleet.FORCE_SYNC_GENERATION: generation}, "waitingForValues": None}
+        await kube.patch(BDS, name, namespace, {"spec": options}, field_manager="fleetcontroller")
+        secret = objects.values_secret(name, namespace)
+        secret["metadata"]["ownerReferences"] = [
+            {
+                "apiVersion": fleet.API_VERSION,
+                "kind": fleet.KIND,
+                "name": name,
+                "uid": bd["metadata"]["uid"],
+                "controller": True,
+            }
+        ]
+        await kube.create(SECRETS, secret)
+        status = {"ready": True, "syncGeneration": generation, "conditions": None}
+        await kube.patch(
+            BDS, name, namespace, {"status": status}, subresource="status",
+            field_manager="fleet-agent",
+        )  # fmt: skip
 
-@contextlib.asynccontextmanager
-async def fleet_running(
-    kube: KubeClient, owner: str, fleet_ns: str, bd: Any
-) -> AsyncIterator[None]:
-    task = asyncio.create_task(played_fleet(kube, OWNERS[owner], fleet_ns, bd))
-    try:
-        yield
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    await follow(kube, owner, fleet_ns, reconcile)
 
 
 def missing(event: ReleaseEvent) -> bool:
@@ -193,7 +154,7 @@ async def test_redeploy_bumps_the_owners_force_sync_generation_never_the_bundled
     bd = await stage(admin, real_namespace, fleet_ns, "cart", owner)
     staged = written_by_medic(await admin.get(BDS, "cart", real_namespace))
     async with (
-        fleet_running(admin, owner, fleet_ns, bd),
+        running(played_fleet(admin, OWNERS[owner], fleet_ns, bd)),
         source_running(admin, "fleet", watching(real_namespace)) as watched,
     ):
         event = await watched.first(missing)

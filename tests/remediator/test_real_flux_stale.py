@@ -11,8 +11,6 @@ api/v2/helmrelease_types.go). The real helm-controller is run for S1.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -21,10 +19,11 @@ import pytest
 from medic.remediator.service import create
 from medic.remediator.settings import RemediatorSettings
 from medic.runtime.bus import Bus
-from medic.runtime.kube import KubeClient, KubeError, ResourceType
+from medic.runtime.kube import KubeClient, ResourceType
 from medic.runtime.settings import KubeSettings
 from medic.schemas import Outcome, ReleaseProblem
 from medic.testing import objects
+from medic.testing.controllers import follow, running
 from medic.testing.controlplane import ControlPlane
 from medic.testing.remediation import handle, results, source_running
 from medic.upstream import flux
@@ -51,24 +50,18 @@ def handle_request(obj: dict[str, Any]) -> dict[str, str] | None:
 
 
 async def played_helm_controller(kube: KubeClient, namespace: str) -> None:
-    version = ""
-    while True:
-        # aclosing: a cancelled controller closes its watch (and the connection) at once
-        with contextlib.suppress(KubeError):
-            async with contextlib.aclosing(
-                kube.watch(HRS, namespace, version, allow_bookmarks=False, timeout_seconds=30)
-            ) as stream:
-                async for kind, obj in stream:
-                    version = obj["metadata"].get("resourceVersion", version)
-                    handled = kind == "MODIFIED" and handle_request(obj)
-                    if not handled:
-                        continue
-                    name = obj["metadata"]["name"]
-                    status = {**objects.ready_status(name, namespace), **handled}
-                    await kube.patch(
-                        HRS, name, namespace, {"status": status}, subresource="status",
-                        field_manager="helm-controller",
-                    )  # fmt: skip
+    async def reconcile(obj: dict[str, Any]) -> None:
+        handled = handle_request(obj)
+        if not handled:
+            return
+        name = obj["metadata"]["name"]
+        status = {**objects.ready_status(name, namespace), **handled}
+        await kube.patch(
+            HRS, name, namespace, {"status": status}, subresource="status",
+            field_manager="helm-controller",
+        )  # fmt: skip
+
+    await follow(kube, HRS, namespace, reconcile)
 
 
 @pytest.fixture
@@ -113,19 +106,14 @@ async def test_dependency_not_ready_while_ready_is_force_reconciled_and_verified
         ),
     )
     service = await create(bus, admin, RemediatorSettings(actor="test"), "test")
-    controller = asyncio.create_task(played_helm_controller(admin, ns))
-    try:
-        async with source_running(
-            admin, "helmrelease", {"filter": {"namespaces": [ns]}}
-        ) as watched:
-            event = await watched.first(lambda e: e.data.problem is ReleaseProblem.STALE_STATUS)
-            assert event.data.object.name == "frontend"
-            assert "dependency-ready" in str(event.data.evidence.fields["stale"])
-            await handle(service, event)
-    finally:
-        controller.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await controller
+    async with (
+        running(played_helm_controller(admin, ns)),
+        source_running(admin, "helmrelease", {"filter": {"namespaces": [ns]}}) as watched,
+    ):
+        event = await watched.first(lambda e: e.data.problem is ReleaseProblem.STALE_STATUS)
+        assert event.data.object.name == "frontend"
+        assert "dependency-ready" in str(event.data.evidence.fields["stale"])
+        await handle(service, event)
     frontend = await admin.get(HRS, "frontend", ns)
     annotations = frontend["metadata"]["annotations"]
     token = annotations[flux.REQUESTED_AT]

@@ -8,10 +8,10 @@ gets an answer, as in the incident.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,10 +21,11 @@ from medic.remediator.service import create
 from medic.remediator.settings import RemediatorSettings
 from medic.runtime.bus import Bus
 from medic.runtime.errors import Deferred
-from medic.runtime.kube import KubeClient, KubeError, ResourceType
+from medic.runtime.kube import KubeClient, ResourceType
 from medic.runtime.settings import KubeSettings
 from medic.schemas import Outcome, ReleaseEvent, ReleaseProblem
 from medic.testing import objects
+from medic.testing.controllers import follow, running
 from medic.testing.controlplane import ControlPlane
 from medic.testing.remediation import handle, results, source_running
 from medic.upstream import gardener
@@ -78,48 +79,42 @@ async def played_druid(
     reconcile as druid does: observedGeneration set, then both operation keys removed; unhealthy,
     the reconcile never completes (lastOperation Processing, the annotation stays)."""
     removed = False
+
+    async def reconcile(obj: dict[str, Any]) -> None:
+        nonlocal removed
+        if obj["metadata"]["name"] != name:
+            return
+        present = gardener.operation_annotations(obj)
+        if not present:
+            removed = True
+            return
+        if not removed:
+            return
+        removed = False
+        answered.append(present)
+        if not healthy:
+            status = {"lastOperation": {**obj["status"]["lastOperation"]}}
+            status["lastOperation"].update(
+                state="Processing",
+                description="Waiting for etcd-backup-restore to report member status",
+            )
+            await kube.patch(ETCDS, name, namespace, {"status": status}, subresource="status")
+            return
+        generation = obj["metadata"]["generation"]
+        await kube.patch(
+            ETCDS, name, namespace, {"status": {"observedGeneration": generation}},
+            subresource="status",
+        )  # fmt: skip
+        await kube.patch(
+            ETCDS,
+            name,
+            namespace,
+            {"metadata": {"annotations": dict.fromkeys(gardener.OPERATION_KEYS)}},
+            field_manager="etcd-druid",
+        )
+
     current = await kube.get(ETCDS, name, namespace)
-    version = current["metadata"]["resourceVersion"]
-    while True:
-        # aclosing: a cancelled controller closes its watch (and the connection) at once
-        with contextlib.suppress(KubeError):
-            async with contextlib.aclosing(
-                kube.watch(ETCDS, namespace, version, allow_bookmarks=False, timeout_seconds=30)
-            ) as stream:
-                async for kind, obj in stream:
-                    version = obj["metadata"].get("resourceVersion", version)
-                    if kind != "MODIFIED" or obj["metadata"]["name"] != name:
-                        continue
-                    present = gardener.operation_annotations(obj)
-                    if not present:
-                        removed = True
-                        continue
-                    if not removed:
-                        continue
-                    removed = False
-                    answered.append(present)
-                    if not healthy:
-                        status = {"lastOperation": {**obj["status"]["lastOperation"]}}
-                        status["lastOperation"].update(
-                            state="Processing",
-                            description="Waiting for etcd-backup-restore to report member status",
-                        )
-                        await kube.patch(
-                            ETCDS, name, namespace, {"status": status}, subresource="status"
-                        )
-                        continue
-                    generation = obj["metadata"]["generation"]
-                    await kube.patch(
-                        ETCDS, name, namespace, {"status": {"observedGeneration": generation}},
-                        subresource="status",
-                    )  # fmt: skip
-                    await kube.patch(
-                        ETCDS,
-                        name,
-                        namespace,
-                        {"metadata": {"annotations": dict.fromkeys(gardener.OPERATION_KEYS)}},
-                        field_manager="etcd-druid",
-                    )
+    await follow(kube, ETCDS, namespace, reconcile, current["metadata"]["resourceVersion"])
 
 
 @contextlib.asynccontextmanager
@@ -127,13 +122,8 @@ async def druid(
     kube: KubeClient, namespace: str, name: str, *, healthy: bool = True
 ) -> AsyncIterator[list[dict[str, str]]]:
     answered: list[dict[str, str]] = []
-    task = asyncio.create_task(played_druid(kube, namespace, name, answered, healthy=healthy))
-    try:
+    async with running(played_druid(kube, namespace, name, answered, healthy=healthy)):
         yield answered
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 @pytest.mark.parametrize(
