@@ -5,7 +5,7 @@ Two rules of a user's own: one for `slow-1` whose `verify.condition` never holds
 `fast-1` with a plain verification. `slow-1` fails and is annotated; while its verification is
 in flight, `fast-1` fails: its fix must be written within a few seconds, not after the slow
 verification timed out, and `slow-1` still ends `failed` after its timeout. The issue's rule
-has `timeout: 3m`; the test uses 20 s, which keeps it short and still far longer than "a few
+has `timeout: 3m`; the test uses 12 s, which keeps it short and still far longer than "a few
 seconds". Run at the default concurrency and with a single worker: a parked verification holds
 no worker. Nor does it poll: with the watch of the object live, slow-1 is read at the start of
 its verification and at its deadline, not every `interval`.
@@ -34,7 +34,7 @@ from medic.testing.waiting import eventually
 pytestmark = pytest.mark.timeout(90)
 HR = "helm.toolkit.fluxcd.io/v2"
 MARK = "example.com/restartedAt"
-SLOW_TIMEOUT = 20.0
+SLOW_TIMEOUT = 12.0
 RULES = f"""apiVersion: medic.dev/v1alpha1
 kind: RemediationRule
 metadata: {{name: never-verifies}}
@@ -112,7 +112,7 @@ async def test_a_fix_is_written_while_another_verification_is_in_flight(
         if r.verb == "get" and r.name == "slow-1" and r.time >= wall_written
     ]
     # Two checks (at once, at the deadline), each the action's check and the condition: 4 GETs;
-    # polling every `interval` (1 s) for 20 s would be about 40.
+    # polling every `interval` (1 s) for 12 s would be about 24.
     assert len(reads) <= 6, len(reads)
 
 
