@@ -57,7 +57,7 @@ class ChartServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_static("/", self.directory)
-        self._runner = web.AppRunner(app)
+        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
         await self._runner.setup()
         self.port = free_port()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
@@ -186,16 +186,18 @@ class FaultProxy:
         )
         app = web.Application(client_max_size=64 * 1024**2)
         app.router.add_route("*", "/{tail:.*}", self._forward)
-        self._runner = web.AppRunner(app)
+        # Proxied watches stream until kube-apiserver ends them: stopping waits for none of them
+        # (aiohttp's default waits up to 60 s for open handlers).
+        self._runner = web.AppRunner(app, shutdown_timeout=1.0)
         await self._runner.setup()
         self.port = free_port()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
 
     async def stop(self) -> None:
+        if self._session is not None:
+            await self._session.close()  # ends the proxied streams, so their handlers return
         if self._runner is not None:
             await self._runner.cleanup()
-        if self._session is not None:
-            await self._session.close()
 
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         fault = next((f for f in self.faults if f.matches(request.method, request.path)), None)
