@@ -247,6 +247,8 @@ async def measure_medic(
                     _watch(session, await _list_version(session), controller.on_event)
                 )
                 answering = [group.create_task(controller.answer()) for _ in range(64)]
+                pids = _pids(processes, server, real)
+                cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
                 began = time.time()
                 written = await _burst(session, problems, within)
                 wrote = time.time() - began
@@ -258,6 +260,10 @@ async def measure_medic(
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(results.changed.wait(), 1.0)
                 ended = time.time()
+                cores = {
+                    name: round((_cpu_seconds(pid) - cpu_before[name]) / (ended - began), 2)
+                    for name, pid in pids.items()
+                }
                 await asyncio.sleep(2.0)  # a second attempt or result would show now
                 for task in (watching, *answering):
                     task.cancel()
@@ -274,8 +280,31 @@ async def measure_medic(
         "ended": ended,
         "results": results,
         "detected": detected,
+        "cores": cores,
         "entries": list(real.audit.entries.values()),
     }
+
+
+def _pids(processes: list[Any], server: Any, real: Any) -> dict[str, int]:
+    """The processes whose CPU the burst shares the machine's cores between."""
+    import os
+
+    pids = {p.service: p.process.pid for p in processes if p.process is not None}
+    pids["benchmark (played helm-controller, watch)"] = os.getpid()
+    for name, owner in (("nats-server", server), ("kube-apiserver", real.plane)):
+        if getattr(owner, "process", None) is not None:
+            pids[name] = owner.process.pid
+    return pids
+
+
+def _cpu_seconds(pid: int) -> float:
+    import os
+
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def _detected(bus: Any, names: set[str]) -> dict[str, float]:
@@ -367,6 +396,7 @@ def rows_of(
         "remediator_requests": len(medic),
         "remediator_requests_by_verb": dict(by_verb),
         "requests_during_burst": len(during),
+        "cores_during_burst": found["cores"],
         "write_to_event_p50_ms": percentile(plain["ms"], 50) if plain["ms"] else None,
     }
     if not ms:
