@@ -205,7 +205,7 @@ class Runner:
                     interval=spec.verify.interval,
                     stopping=self.stopping,
                     judge=judge if subscription.watched is not None else None,
-                    checked=checked,
+                    checked=checked and not subscription.joined_blind,
                 )
             finally:
                 self._waiting.discard(subscription)

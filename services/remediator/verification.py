@@ -62,6 +62,7 @@ class Subscription:
     watched: WatchKey | None = None
     hub: ObjectChanges | None = None
     seen: Any = UNSEEN
+    joined_blind: bool = False  # joined a running watch that had delivered nothing about it
 
     def take_seen(self) -> Any:
         """The object the watch delivered since the last call (UNSEEN when none)."""
@@ -84,6 +85,9 @@ class ObjectChanges:
         self._waiting: dict[WatchKey, dict[str, set[Subscription]]] = {}
         self._watches: dict[WatchKey, asyncio.Task[None]] = {}
         self._live: dict[WatchKey, bool] = {}
+        # Per running watch: each object's state as it last delivered it (None: deleted), so a
+        # verification that joins the watch later judges that instead of reading the object.
+        self._latest: dict[WatchKey, dict[str, Any]] = {}
         self._tasks: asyncio.TaskGroup | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -115,11 +119,22 @@ class ObjectChanges:
         names = self._waiting.setdefault(key, {})
         names.setdefault(name, set()).add(subscription)
         try:
-            if key not in self._watches and self._tasks is not None:
+            if key in self._watches:
+                # A watch someone else started: what it delivered about this object before we
+                # came is the latest the watch knows; when it delivered nothing, a change made
+                # before it started (after our write) could be missed: the caller checks once.
+                latest = self._latest.get(key, {})
+                if name in latest:
+                    subscription.seen = latest[name]
+                else:
+                    subscription.joined_blind = True
+            elif self._tasks is not None:
                 start = resource_version or await self._version_of(rt, namespace, name)
                 # Checked again after the await: another subscriber may have started it.
                 if key not in self._watches and self._tasks is not None:
                     self._watches[key] = self._tasks.create_task(self._watch(key, start))
+                else:
+                    subscription.joined_blind = True
             yield subscription
         finally:
             names[name].discard(subscription)
@@ -131,6 +146,7 @@ class ObjectChanges:
                 if task is not None:
                     task.cancel()
                 self._live.pop(key, None)
+                self._latest.pop(key, None)
 
     async def _version_of(self, rt: ResourceType, namespace: str | None, name: str) -> str:
         """Where to start watching when the caller knows no version: the object's own."""
@@ -171,11 +187,14 @@ class ObjectChanges:
         wlog.warning("verify_watch_failed", error=str(exc)[:200], failures=failures)
 
     def _wake(self, key: WatchKey, name: str, seen: Any = UNSEEN) -> None:
+        if key in self._watches:
+            self._latest.setdefault(key, {})[name] = seen
         for subscription in self._waiting.get(key, {}).get(name, ()):
             subscription.seen = seen
             subscription.changed.set()
 
     def _wake_key(self, key: WatchKey) -> None:
+        self._latest.pop(key, None)  # events may have been missed: what it knew may be stale
         for subscriptions in self._waiting.get(key, {}).values():
             for subscription in subscriptions:
                 subscription.changed.set()
@@ -206,15 +225,16 @@ async def wait_verified(
         checked_at = loop.time()
         seen = subscription.take_seen() if judge is not None else UNSEEN
         read = False
-        if checked:
-            checked = False
-        elif judge is not None and seen is not UNSEEN:
+        if judge is not None and seen is not UNSEEN:
             if judge(seen):
                 return True
+        elif checked:
+            pass
         else:
             read = True
             if await check_holds(check):
                 return True
+        checked = False
         if loop.time() >= deadline:
             return False if read else await check_holds(check)
         pause = RESYNC if subscription.live else interval
