@@ -251,19 +251,19 @@ class AuditedPlane:
 
 
 @contextlib.contextmanager
-def audited_plane(base: Path) -> Iterator[AuditedPlane]:
-    """A fresh control plane with the Flux CRDs and the audit log above."""
+def audited_plane(base: Path, policy: str = AUDIT_POLICY) -> Iterator[AuditedPlane]:
+    """A fresh control plane with the Flux CRDs and an audit log (by default the policy above)."""
     from medic.testing.controlplane import ControlPlane
 
     base.mkdir(parents=True, exist_ok=True)
-    policy = base / "audit-policy.yaml"
-    policy.write_text(AUDIT_POLICY)
+    policy_path = base / "audit-policy.yaml"
+    policy_path.write_text(policy)
     audit_path = base / "audit.log"
     plane = ControlPlane(
         base_dir=base / "plane",
         crds=("flux",),
         apiserver_args=(
-            f"--audit-policy-file={policy}",
+            f"--audit-policy-file={policy_path}",
             f"--audit-log-path={audit_path}",
             "--audit-log-format=json",
             "--audit-log-maxsize=0",

@@ -67,14 +67,14 @@ async def pipeline_rate(bus: Bus, base: Path, events: list[Message], rules: int)
     async with asyncio.TaskGroup() as tg:
         tg.create_task(service.run(stop))
         try:
-            await _until_consumed(bus, settings.durable, count)
+            await until_consumed(bus, settings.durable, count)
         finally:
             elapsed = time.perf_counter() - started
             stop.set()
     return count / elapsed
 
 
-async def _until_consumed(bus: Bus, durable: str, count: int, timeout: float = 300.0) -> None:
+async def until_consumed(bus: Bus, durable: str, count: int, timeout: float = 300.0) -> None:
     """Until the durable consumer has acked every one of `count` messages."""
     deadline = time.perf_counter() + timeout
     for _ in range(int(timeout / 0.02)):

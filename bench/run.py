@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.run [--only pipeline,latency,watcher,notifier,inflight] [--quick]
     .venv/bin/python -m bench.run --only watcher-real,latency-real   # on the real API server
+    .venv/bin/python -m bench.run --only burst,throughput,replicas   # issue 15 (burst: real)
     .venv/bin/python bench/run.py ...
 
 The rows on the real API server (issue 12 item 6: a real etcd + kube-apiserver built from Go
@@ -29,7 +30,17 @@ if __package__ in (None, ""):  # `python bench/run.py`: make `bench` importable 
 
 from bench.common import Row, not_measured, silence_logs, table, write_json
 
-from bench import inflight, latency, latency_real, notifier, pipeline, watcher_real, watcher_scale
+from bench import (
+    burst,
+    inflight,
+    latency,
+    latency_real,
+    notifier,
+    pipeline,
+    scale,
+    watcher_real,
+    watcher_scale,
+)
 
 FULL: dict[str, dict[str, Any]] = {
     "pipeline": {"count": 20_000, "rule_counts": (10, 1_000, 10_000), "repeats": 3},
@@ -39,6 +50,9 @@ FULL: dict[str, dict[str, Any]] = {
     "watcher-real": {"objects": 10_000, "repeats": 2},
     "latency-real": {"problems": 1_000},
     "inflight": {"in_flight": (1, 100), "fixes": 20},
+    "burst": {"problems": 2_000, "within": 10.0},
+    "throughput": {"count": 20_000, "rules": 1_000},
+    "replicas": {"count": 10_000, "rules": 1_000},
 }
 QUICK: dict[str, dict[str, Any]] = {
     "pipeline": {"count": 3_000, "rule_counts": (10, 1_000, 10_000), "repeats": 1},
@@ -48,6 +62,9 @@ QUICK: dict[str, dict[str, Any]] = {
     "watcher-real": {"objects": 500},
     "latency-real": {"problems": 100},
     "inflight": {"in_flight": (1, 100), "fixes": 5},
+    "burst": {"problems": 100, "within": 2.0},
+    "throughput": {"count": 2_000, "rules": 1_000},
+    "replicas": {"count": 1_000, "rules": 100},
 }
 RUNNERS: dict[str, Callable[..., Awaitable[list[Row]]]] = {
     "pipeline": pipeline.run,
@@ -57,6 +74,9 @@ RUNNERS: dict[str, Callable[..., Awaitable[list[Row]]]] = {
     "watcher-real": watcher_real.run,
     "latency-real": latency_real.run,
     "inflight": inflight.run,
+    "burst": burst.run,
+    "throughput": scale.throughput,
+    "replicas": scale.replicas,
 }
 DEFAULT = ("pipeline", "latency", "watcher", "notifier")  # the real-server rows only by --only
 

@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, Final
+from typing import Any, Final, cast
 
 import structlog
 from pydantic import ValidationError
@@ -29,13 +29,20 @@ from medic.remediator.actions.base import (
     ActionContext,
     ActionRegistry,
     AppliesItself,
+    JudgesObject,
     Plan,
     resource_type,
 )
 from medic.remediator.rules.engine import Decision
 from medic.remediator.rules.index import CompiledRule
 from medic.remediator.rules.loader import action_problems, describe
-from medic.remediator.verification import ObjectChanges, Subscription, wait_verified
+from medic.remediator.verification import (
+    Judge,
+    ObjectChanges,
+    Subscription,
+    check_holds,
+    wait_verified,
+)
 from medic.runtime.bus import Bus
 from medic.runtime.errors import PermanentError
 from medic.runtime.kube import (
@@ -176,14 +183,17 @@ class Runner:
         spec = decision.rule.rule.spec
         action = self.actions.get(spec.action.name)
         check = functools.partial(self._check, action, plan, decision.rule)
+        judge = judge_of(action, plan, decision.rule)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + max(0.0, (until - now()).total_seconds())
         version = ""
         if isinstance(written, dict):
             version = str((written.get("metadata") or {}).get("resourceVersion") or "")
-        if version and await self._holds(check):
-            # Most fixes verify at once: no watch for them. With the written version known, a
-            # watch opened after this check still misses nothing since the write.
+        # Most fixes verify at once: no watch for them. With the written version known, a watch
+        # opened after this check still misses nothing since the write. A check of the written
+        # object alone judges the write's answer (the object as written) instead of a GET.
+        checked = bool(version)
+        if version and (judge(written) if judge is not None else await check_holds(check)):
             return RunOutcome(Outcome.SUCCEEDED, "", plan)
         async with self._changes_of(plan, version) as subscription, park():
             self._waiting.add(subscription)
@@ -194,17 +204,12 @@ class Runner:
                     deadline=deadline,
                     interval=spec.verify.interval,
                     stopping=self.stopping,
+                    judge=judge if subscription.watched is not None else None,
+                    checked=checked and not subscription.joined_blind,
                 )
             finally:
                 self._waiting.discard(subscription)
         return verified_outcome(verified, plan, spec.verify.condition)
-
-    async def _holds(self, check: Callable[[], Awaitable[bool]]) -> bool:
-        try:
-            return await check()
-        except KubeError as exc:
-            log.warning("verify_read_failed", error=str(exc)[:200])
-            return False
 
     @contextlib.asynccontextmanager
     async def _changes_of(self, plan: Plan, version: str) -> AsyncIterator[Subscription]:
@@ -332,6 +337,26 @@ class Runner:
             after=after if isinstance(after, dict) else None,
             backup_id=plan.extra.get("backup_id"),
         )
+
+
+def judge_of(action: Action, plan: Plan, rule: CompiledRule) -> Judge | None:
+    """The rule's success condition as a function of the written object alone, when it is one:
+    the action's check reads only that object (`JudgesObject`, or `actionCheck: false`) and
+    `verify.condition` reads `object` and `token`; None when the check reads another object
+    (`verify_watch`, fleet's BundleDeployment) or the action has no such check."""
+    if plan.rt is None or plan.extra.get("verify_watch") is not None:
+        return None
+    action_check = rule.rule.spec.verify.action_check
+    if action_check and not isinstance(action, JudgesObject):
+        return None
+
+    def judge(obj: Any) -> bool:
+        found = obj if isinstance(obj, dict) else None
+        if action_check and not cast("JudgesObject", action).holds(plan, found):
+            return False
+        return rule.verify is None or bool(rule.verify.evaluate(object=found, token=plan.token))
+
+    return judge
 
 
 def written_ref(target: ObjectRef, plan: Plan) -> ObjectRef:

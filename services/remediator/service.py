@@ -205,13 +205,14 @@ class RemediatorService:
             return
         event: Any = message
         key = problem_key(event)
-        await self._observe(event, key)
+        recorded = await self._observe(event, key)
         candidates = matching(event, delivery.subject, self.rules.ruleset)
         if not candidates:
             return
         parked_until = time.monotonic() + PARK_AT_MOST
         while True:
-            waits, on_etcd = await self._decide(event, key, candidates, delivery)
+            waits, on_etcd = await self._decide(event, key, candidates, delivery, recorded)
+            recorded = None  # after a wait, read the problem again: a newer event may have come
             if not waits:
                 return
             delay = max(0.2, min(*waits, 30.0))
@@ -229,11 +230,17 @@ class RemediatorService:
                 raise Deferred("waiting; back to the bus (newer event, or stopping)", delay=delay)
 
     async def _decide(
-        self, event: Any, key: str, candidates: list[Any], delivery: Delivery
+        self,
+        event: Any,
+        key: str,
+        candidates: list[Any],
+        delivery: Delivery,
+        recorded: dict[str, Any] | None = None,
     ) -> tuple[list[float], bool]:
         """Carry out what the engine decides now; the waits left, and whether every one of
-        them waits on etcd turning stable (an end only an event can bring)."""
-        snapshot = await self.state.snapshot(event.cluster, key, candidates)
+        them waits on etcd turning stable (an end only an event can bring). `recorded`: the
+        problem's record as this handler just wrote it (not read again)."""
+        snapshot = await self.state.snapshot(event.cluster, key, candidates, recorded)
         waits: list[float] = []
         on_etcd = True
         for decision in decide(event, delivery.subject, self.rules.ruleset, snapshot, now()):
@@ -256,7 +263,8 @@ class RemediatorService:
                 on_etcd = False
         return waits, on_etcd and bool(waits)
 
-    async def _observe(self, event: Any, key: str) -> None:
+    async def _observe(self, event: Any, key: str) -> dict[str, Any] | None:
+        """Record what the event says; the problem's record as it is now (None: no problem)."""
         if isinstance(event, EtcdEvent):
             await self.state.record_etcd(
                 event.cluster, event.data.condition, event.data.stable_since, event.time
@@ -264,7 +272,8 @@ class RemediatorService:
             self.etcd_changes.recorded(event.cluster)  # wakes events parked on etcd here
         elif isinstance(event, ReleaseEvent):
             firing = event.data.state is ProblemState.FIRING
-            await self.state.record_problem(key, firing, event.time)
+            return await self.state.record_problem(key, firing, event.time)
+        return None
 
     async def _carry_out(
         self, decision: Decision, event: Any, key: str, delivery: Delivery, bound: Any

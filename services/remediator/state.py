@@ -39,6 +39,12 @@ def _dump(value: Any) -> bytes:
     ).encode()
 
 
+def _load(value: bytes) -> dict[str, Any]:
+    """A record as `_read` returns it (times as the ISO strings they are stored as)."""
+    loaded: dict[str, Any] = json.loads(value)
+    return loaded
+
+
 def _time(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if isinstance(value, str) and value else None
 
@@ -78,27 +84,43 @@ class StateStore:
             return {}, entry.revision
         return json.loads(entry.value), entry.revision
 
-    async def _change(self, key: str, change: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    async def _change(
+        self,
+        key: str,
+        change: Callable[[dict[str, Any]], dict[str, Any]],
+        *,
+        create_first: bool = False,
+    ) -> dict[str, Any]:
+        """Read-modify-write `key`; returns the record as it is now. `create_first`: the key
+        is most likely new (a problem firing for the first time), so try creating it before
+        reading it (one round trip instead of two; a conflict falls back to reading)."""
         if key.startswith(SHARED_KEYS):
             # Every decision of a rule updates its rule.<name> key: serialise this replica's
             # writers, so optimistic concurrency only meets other replicas (rarely), not 64
             # workers of its own (which used to exhaust the retries under a burst).
             lock = self._locks.setdefault(key, asyncio.Lock())
             async with lock:
-                await self._change_unlocked(key, change)
-            return
-        await self._change_unlocked(key, change)
+                return await self._change_unlocked(key, change)
+        if create_first:
+            value = _dump(change({}))
+            try:
+                await self.kv.create(key, value)
+            except KeyWrongLastSequenceError:
+                pass
+            else:
+                return _load(value)
+        return await self._change_unlocked(key, change)
 
     async def _change_unlocked(
         self, key: str, change: Callable[[dict[str, Any]], dict[str, Any]]
-    ) -> None:
+    ) -> dict[str, Any]:
         for attempt in range(50):
             if attempt:
                 await asyncio.sleep(CONFLICT_BACKOFF.delay(attempt))
             current, revision = await self._read(key)
             changed = change(current)
             if revision is not None and _dump(changed) == _dump(current):
-                return  # nothing to write: spare the round trip (most events repeat a state)
+                return current  # nothing to write: spare the round trip (most repeat a state)
             value = _dump(changed)
             try:
                 if revision is None:
@@ -107,7 +129,7 @@ class StateStore:
                     await self.kv.update(key, value, last=revision)
             except KeyWrongLastSequenceError:
                 continue
-            return
+            return _load(value)
         raise RuntimeError(f"state key {key} kept changing under us")
 
     # -- claims: one replica per (event, rule) ---------------------------------------------
@@ -211,19 +233,31 @@ class StateStore:
         await self.kv.delete(key)
 
     # -- what the engine reads ------------------------------------------------------------
-    async def snapshot(self, cluster: str, problem: str, rules: list[CompiledRule]) -> Snapshot:
+    async def snapshot(
+        self,
+        cluster: str,
+        problem: str,
+        rules: list[CompiledRule],
+        problem_record: dict[str, Any] | None = None,
+    ) -> Snapshot:
         """Everything the engine reads, fetched concurrently (one round trip's latency, not
-        two per rule plus two)."""
+        two per rule plus two). Not read again: the problem's record when the caller has just
+        written it (`problem_record`, from `record_problem`), and etcd's state when no rule
+        has an etcd precondition (the engine reads it for nothing else)."""
         names = [compiled.rule.name for compiled in rules]
         keys = [
             *(f"object.{stable_id(name, problem)}" for name in names),
             *(f"rule.{stable_id(name)}" for name in names),
-            f"problem.{stable_id(problem)}",
-            f"etcd.{stable_id(cluster)}",
         ]
+        if problem_record is None:
+            keys.append(f"problem.{stable_id(problem)}")
+        if any(c.rule.spec.preconditions.etcd_stable_for is not None for c in rules):
+            keys.append(f"etcd.{stable_id(cluster)}")
         raws = [raw for raw, _ in await asyncio.gather(*(self._read(key) for key in keys))]
         object_raws, rule_raws = raws[: len(names)], raws[len(names) : 2 * len(names)]
-        praw, eraw = raws[-2], raws[-1]
+        rest = raws[2 * len(names) :]
+        praw = problem_record if problem_record is not None else rest.pop(0)
+        eraw = rest.pop(0) if rest else {}
         objects: dict[tuple[str, str], ObjectState] = {}
         rule_states: dict[str, RuleState] = {}
         for name, raw, rraw in zip(names, object_raws, rule_raws, strict=True):
@@ -251,7 +285,9 @@ class StateStore:
         return Snapshot(objects=objects, problems=problems, rules=rule_states, etcd=etcd)
 
     # -- what the service records ---------------------------------------------------------
-    async def record_problem(self, problem: str, firing: bool, at: datetime) -> None:
+    async def record_problem(self, problem: str, firing: bool, at: datetime) -> dict[str, Any]:
+        """Record that `problem` fires (or resolved) at `at`; returns its record as it is now."""
+
         def change(current: dict[str, Any]) -> dict[str, Any]:
             since = _time(current.get("firing_since"))
             resolved = _time(current.get("resolved_at"))
@@ -261,7 +297,8 @@ class StateStore:
                 return current
             return {**current, "resolved_at": at}
 
-        await self._change(f"problem.{stable_id(problem)}", change)
+        # A firing problem is usually new (one record per problem): create before reading.
+        return await self._change(f"problem.{stable_id(problem)}", change, create_first=firing)
 
     async def record_etcd(
         self, cluster: str, condition: EtcdCondition, stable_since: datetime | None, at: datetime

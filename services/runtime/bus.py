@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import nats
@@ -185,9 +186,14 @@ class Bus:
             raise BusError(f"batch publish of {len(messages)} messages failed: {exc!r}") from exc
 
     async def kv(self, bucket: str, history: int = 1, ttl: float | None = None) -> KeyValue:
-        """Bind a KV bucket, creating it first when it does not exist."""
+        """Bind a KV bucket, creating it first when it does not exist.
+
+        Reads are direct gets (`allow_direct`): the server answers `$JS.API.DIRECT.GET` with
+        the stored message itself, where the stream API's `MSG.GET` answers JSON with the value
+        base64-encoded, which cost the remediator about a third of its CPU per event (issue 15,
+        bench/scale.py). A bucket made before that gets the setting when it is bound."""
         try:
-            return await self.js.key_value(bucket)
+            bound = await self.js.key_value(bucket)
         except (BucketNotFoundError, NotFoundError):
             config = api.KeyValueConfig(
                 bucket=bucket,
@@ -195,8 +201,15 @@ class Bus:
                 ttl=ttl,
                 storage=api.StorageType.FILE,
                 replicas=self.settings.stream_replicas,
+                direct=True,
             )
             return await self.js.create_key_value(config)
+        if not bound._direct:  # noqa: SLF001 - nats-py exposes the flag only as this
+            stream = f"KV_{bucket}"
+            info = await self.js.stream_info(stream)
+            await self.js.update_stream(replace(info.config, allow_direct=True))
+            return await self.js.key_value(bucket)
+        return bound
 
     async def close(self) -> None:
         """Drain: flush pending publishes and acks, then close."""

@@ -144,7 +144,9 @@ async def wait_ready(
         while True:
             if still_starting is not None:
                 still_starting()
-            with contextlib.suppress(aiohttp.ClientError):
+            # A slow answer (a process busy loading 1,000 rules) is not an end: ask again. The
+            # request's own 1 s timeout raises TimeoutError; the overall one cancels instead.
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
                 async with session.get(url, timeout=aiohttp.ClientTimeout(total=1)) as reply:
                     if reply.status == 200:
                         return

@@ -62,6 +62,24 @@ async def test_watcher_scale_benchmark_runs_or_says_why_not() -> None:
     assert all(row.medic is not None or row.note for row in rows)
 
 
+async def test_throughput_benchmark_reads_back_one_final_result_per_event_and_rule() -> None:
+    rows = await bench("scale").throughput(count=200, rules=10)
+    assert [row.name[:3] for row in rows] == ["15b"]
+    assert rows[0].medic is not None
+    assert rows[0].baseline is not None
+    assert rows[0].extra["pairs"] == 200
+    assert rows[0].extra["pairs_with_more_than_one"] == 0
+
+
+async def test_replicas_benchmark_runs_one_then_two_processes_on_one_durable() -> None:
+    rows = await bench("scale").replicas(count=100, rules=10)
+    assert [row.name[:3] for row in rows] == ["15c"]
+    one, two = rows[0].extra["one"], rows[0].extra["two"]
+    assert one["pairs"] == two["pairs"] == 100
+    assert len(two["cores_used"]) == 2
+    assert sum(two["results_by_actor"].values()) == 100
+
+
 @pytest.fixture(scope="module")
 def audited_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One real control plane with the benchmarks' audit log, for both real-server smoke runs."""
@@ -84,6 +102,18 @@ async def test_watcher_real_benchmark_measures_sync_and_rss_against_plain_lists(
     assert rows[0].extra["baseline_items"] == 40
     assert rows[0].extra["baseline_pages"] == 2
     assert rows[0].extra["baseline_lists"] == rows[0].extra["watcher_lists"]  # the same lists
+
+
+@pytest.mark.realcluster
+async def test_burst_benchmark_sees_each_release_retried_once_and_verified(
+    audited_plane: Any,
+) -> None:
+    rows = await bench("burst").run(problems=10, within=1.0, real=audited_plane)
+    assert [row.name[:3] for row in rows] == ["15a"] * 6
+    assert rows[0].extra["acted"] == 10
+    assert rows[0].extra["succeeded"] == 10
+    once = next(row for row in rows if "once" in row.name)
+    assert once.medic == 10
 
 
 @pytest.mark.realcluster

@@ -82,6 +82,15 @@ class Action(Protocol):
 
 
 @runtime_checkable
+class JudgesObject(Protocol):
+    """An action whose `verify` reads only the object the plan wrote: `holds` is that check
+    over the object as given (None once deleted), so a verification can judge the object a
+    watch delivered instead of reading it again (issue 15: API requests per fix)."""
+
+    def holds(self, plan: Plan, obj: dict[str, Any] | None) -> bool: ...
+
+
+@runtime_checkable
 class AppliesItself(Protocol):
     """An action whose writes are more than the one write a Plan describes (`migrate-api-version`
     re-stores every object of a CRD, then trims its status): the runner calls its `apply`."""

@@ -77,7 +77,11 @@ class MetadataAction:
 
     async def verify(self, ctx: ActionContext, plan: Plan) -> bool:
         assert plan.rt is not None
-        obj = await ctx.kube.get(plan.rt, plan.name, plan.namespace)
+        return self.holds(plan, await ctx.kube.get(plan.rt, plan.name, plan.namespace))
+
+    def holds(self, plan: Plan, obj: dict[str, Any] | None) -> bool:
+        if obj is None:
+            return False
         current = (obj.get("metadata") or {}).get(self.field) or {}
         return all(current.get(k) == v for k, v in plan.extra["wanted"].items())
 

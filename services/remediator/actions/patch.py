@@ -85,7 +85,11 @@ class PatchAction:
 
     async def verify(self, ctx: ActionContext, plan: Plan) -> bool:
         assert plan.rt is not None
-        obj = await ctx.kube.get(plan.rt, plan.name, plan.namespace)
+        return self.holds(plan, await ctx.kube.get(plan.rt, plan.name, plan.namespace))
+
+    def holds(self, plan: Plan, obj: dict[str, Any] | None) -> bool:
+        if obj is None:
+            return False
         return plan.extra["type"] == "json" or contains(obj, plan.extra["body"])
 
 

@@ -67,7 +67,12 @@ class RetryAction:
 
     async def verify(self, ctx: ActionContext, plan: Plan) -> bool:
         assert plan.rt is not None
-        obj = await ctx.kube.get(plan.rt, plan.name, plan.namespace)
+        return self.holds(plan, await ctx.kube.get(plan.rt, plan.name, plan.namespace))
+
+    def holds(self, plan: Plan, obj: dict[str, Any] | None) -> bool:
+        """helm-controller handled this very request (its token) and the release is Ready."""
+        if obj is None:
+            return False
         handled = (obj.get("status") or {}).get("lastHandledResetAt")
         return bool(handled == plan.token and is_ready(obj))
 

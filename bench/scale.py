@@ -1,0 +1,190 @@
+"""Benchmarks 15b and 15c (issue 15): the remediator's throughput, and replicas that add up.
+
+15b throughput: the real `RemediatorService` in this process (bench.remediator_adapter) with
+1,000 rules on notify-only events (dry-run: it needs no API server), against raw JetStream
+fetch+ack of the same stream measured first in the same run (bench.pipeline.raw_fetch_ack).
+After the run, every stored result is read back: exactly one final result per (event, rule).
+
+15c replicas: `medic remediator` processes (the same 1,000 notify-only rules, from a file) on
+one durable consumer: one process, then two, each on a fresh nats-server and state bucket;
+the events are published once every process is ready, and the figure is events/s from the
+first publish until the durable consumer has acked them all. Each process's CPU time
+(/proc/<pid>/stat) says how many cores it had; nats-server and this process share the same
+machine. The two-replica run must also leave one final result per (event, rule): the claims
+are in NATS KV, so the replicas agree without talking to each other.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from bench.common import Row, nats_bus, not_measured, workdir
+
+from bench import pipeline, remediator_adapter, rules_adapter
+from medic.runtime.bus import Bus
+from medic.runtime.subjects import EVENTS, RESULTS
+
+THROUGHPUT = "15b remediator, 1,000 rules, notify-only (events/s)"
+REPLICAS = "15c two remediator processes vs one (events/s)"
+
+
+async def final_results(bus: Bus) -> dict[str, int]:
+    """Read every stored result back: how many, how many (event, rule) pairs, duplicates."""
+    from medic.schemas import RemediationResult, decode_message
+
+    info = await bus.js.stream_info(RESULTS.name)
+    stored = info.state.messages
+    sub = await bus.js.pull_subscribe("medic.results.>", stream=RESULTS.name)
+    finals: Counter[tuple[str, str]] = Counter()
+    seen = 0
+    try:
+        while seen < stored:
+            for msg in await sub.fetch(1000, timeout=5.0):
+                seen += 1
+                result = decode_message(msg.data)
+                if isinstance(result, RemediationResult) and result.data.outcome.value != "failed":
+                    finals[(result.data.event_id, result.data.rule)] += 1
+                await msg.ack()
+    finally:
+        await sub.unsubscribe()
+    return {
+        "stored": stored,
+        "pairs": len(finals),
+        "pairs_with_more_than_one": sum(1 for n in finals.values() if n > 1),
+    }
+
+
+async def throughput(count: int = 20_000, rules: int = 1_000) -> list[Row]:
+    if (why := pipeline.remediator_available()) is not None:
+        return [not_measured(THROUGHPUT, why, ">= 0.25x raw")]
+    with workdir("throughput") as base:
+        async with nats_bus(base) as (_server, bus):
+            events = pipeline.make_events(count)
+            await pipeline.publish_events(bus, events)
+            raw = await pipeline.raw_fetch_ack(bus, count, "raw")
+            rate = await remediator_adapter.pipeline_rate(bus, base, events, rules)
+            results = await final_results(bus)
+    one_each = results["pairs"] == count and results["pairs_with_more_than_one"] == 0
+    return [
+        Row(
+            THROUGHPUT,
+            rate,
+            raw,
+            "ev/s",
+            ">= 0.25x raw, one final result each",
+            met=rate >= 0.25 * raw and one_each,
+            extra={"count": count, "rules": rules, **results},
+        )
+    ]
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def write_rules(directory: Path, rules: int) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    documents = [rules_adapter.rule_document(i, "replica", "notify-only") for i in range(rules)]
+    path = directory / "rules.yaml"
+    path.write_text("\n---\n".join(json.dumps(document) for document in documents))
+    return directory
+
+
+async def _replica_run(base: Path, replicas: int, count: int, rules_dir: Path) -> dict[str, Any]:
+    """`replicas` remediator processes on one durable; events/s and each one's CPU."""
+    from medic.runtime.embedded_nats import free_port
+    from medic.sandbox import KubeSandbox
+    from medic.testing.e2e import wait_ready
+    from medic.testing.processes import ServiceProcess
+
+    async with (
+        KubeSandbox.start(kubeconfig_dir=base) as sandbox,  # never written to: notify-only
+        nats_bus(base) as (server, bus),
+    ):
+        env = {
+            "MEDIC_NATS__URLS": server.url,
+            "MEDIC_KUBE__KUBECONFIG": str(sandbox.kubeconfig_path),
+            "MEDIC_CLUSTER": "bench",
+            "MEDIC_LOG_LEVEL": "warning",
+            "MEDIC_REMEDIATOR_RULES": str(rules_dir),
+            "MEDIC_REMEDIATOR_BUILTIN_RULES": "false",
+            "MEDIC_REMEDIATOR_DRY_RUN": "true",
+        }
+        started = []
+        for index in range(replicas):
+            port = free_port()
+            process = ServiceProcess(
+                "remediator",
+                env={**env, "MEDIC_HEALTH__PORT": str(port), "MEDIC_REMEDIATOR_ACTOR": f"r{index}"},
+                log_path=base / f"remediator-{index}.log",
+            )
+            process.start()
+            started.append((process, port))
+        processes = [process for process, _ in started]
+        try:
+            for process, port in started:
+                await wait_ready(port, process, timeout=120.0)
+            pids = [p.process.pid for p in processes if p.process is not None]
+            cpu_before = [_cpu_seconds(pid) for pid in pids]
+            events = pipeline.make_events(count)
+            begin = time.perf_counter()
+            await pipeline.publish_events(bus, events)
+            await remediator_adapter.until_consumed(bus, "remediator", count)
+            elapsed = time.perf_counter() - begin
+            cpu = [_cpu_seconds(pid) - b for pid, b in zip(pids, cpu_before, strict=True)]
+        finally:
+            for process in processes:
+                await process.stop()
+        results = await final_results(bus)
+        per_process = await _handled_by(bus)
+    return {
+        "rate": count / elapsed,
+        "seconds": elapsed,
+        "cores_used": [round(c / elapsed, 2) for c in cpu],
+        "results_by_actor": per_process,
+        **results,
+    }
+
+
+async def _handled_by(bus: Bus) -> dict[str, int]:
+    """How many decisions each replica made: the owners of the claims in the state bucket."""
+    kv = await bus.kv("medic-remediator")
+    owners: Counter[str] = Counter()
+    for key in await kv.keys():
+        if key.startswith("claim."):
+            entry = await kv.get(key)
+            owners[json.loads(entry.value or b"{}").get("owner", "?")] += 1
+    return dict(owners)
+
+
+async def replicas(count: int = 10_000, rules: int = 1_000) -> list[Row]:
+    if (why := pipeline.remediator_available()) is not None:
+        return [not_measured(REPLICAS, why, ">= 1.7x one")]
+    with workdir("replicas") as base:
+        rules_dir = write_rules(base / "rules", rules)
+        one = await _replica_run(base / "one", 1, count, rules_dir)
+        two = await _replica_run(base / "two", 2, count, rules_dir)
+    one_each = all(
+        run["pairs"] == count and run["pairs_with_more_than_one"] == 0 for run in (one, two)
+    )
+    ratio = two["rate"] / one["rate"]
+    return [
+        Row(
+            REPLICAS,
+            two["rate"],
+            one["rate"],
+            "ev/s",
+            ">= 1.7x one, one final result each",
+            met=ratio >= 1.7 and one_each,
+            extra={"count": count, "rules": rules, "cpus": os.cpu_count(), "one": one, "two": two},
+        )
+    ]
+
+
+__all__ = ["EVENTS", "final_results", "replicas", "throughput"]
