@@ -10,8 +10,9 @@ once). `skipped` results with reason `resolved-within-grace` are never notified 
 drops them), so a problem that heals during its grace period produces no message. Waits
 with a known end (`for:`, a settling etcd, backoff) are JetStream redeliveries at that exact
 moment: the handler raises `Deferred` (a TransientError logged at info) with the delay, the
-message is not acked, and no state is held in memory. A wait on an unstable etcd has no known
-end: it parks until this replica records etcd's next state (`medic.remediator.waits`).
+message is not acked, and no state is held in memory. A wait on an unstable etcd, or on one no
+probe has reported yet, has no known end: it parks until this replica records etcd's next
+state (`medic.remediator.waits`).
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from medic.remediator.runner import Runner, now
 from medic.remediator.settings import RemediatorSettings
 from medic.remediator.state import StateStore
 from medic.remediator.verification import ObjectChanges, plan_of, verification_record
-from medic.remediator.waits import ETCD_UNSTABLE, PARK_AT_MOST, EtcdChanges
+from medic.remediator.waits import ON_ETCD, PARK_AT_MOST, EtcdChanges
 from medic.runtime import subjects
 from medic.runtime.bus import Bus
 from medic.runtime.consumer import Consumer, ConsumerSpec, Delivery
@@ -211,6 +212,7 @@ class RemediatorService:
             return
         parked_until = time.monotonic() + PARK_AT_MOST
         while True:
+            etcd_marker = self.etcd_changes.marker(event.cluster)
             waits, on_etcd = await self._decide(event, key, candidates, delivery, recorded)
             recorded = None  # after a wait, read the problem again: a newer event may have come
             if not waits:
@@ -219,12 +221,12 @@ class RemediatorService:
             left = parked_until - time.monotonic()
             if not on_etcd or left <= 0:  # a known end: JetStream hands the event back then
                 raise Deferred("waiting", delay=delay)
-            # Only etcd's `stable` event ends this wait: park until it (or a newer event about
-            # this object, or the timer) and decide again from the stored state.
+            # Only etcd's next event ends this wait: park until it (or a newer event about this
+            # object, or the timer) and decide again from the stored state.
             stopping = self.runner.stopping
             async with delivery.parked():
                 await self.etcd_changes.wait(
-                    event.cluster, min(delay, left), delivery.newer, stopping
+                    etcd_marker, min(delay, left), delivery.newer, stopping
                 )
             if stopping.is_set() or (delivery.newer is not None and delivery.newer.is_set()):
                 raise Deferred("waiting; back to the bus (newer event, or stopping)", delay=delay)
@@ -238,7 +240,7 @@ class RemediatorService:
         recorded: dict[str, Any] | None = None,
     ) -> tuple[list[float], bool]:
         """Carry out what the engine decides now; the waits left, and whether every one of
-        them waits on etcd turning stable (an end only an event can bring). `recorded`: the
+        them waits on etcd's next record (an end only an event can bring). `recorded`: the
         problem's record as this handler just wrote it (not read again)."""
         snapshot = await self.state.snapshot(event.cluster, key, candidates, recorded)
         waits: list[float] = []
@@ -249,7 +251,7 @@ class RemediatorService:
             if decision.verdict is Verdict.WAIT:
                 bound.info("decision_wait", reason=decision.reason, delay=round(decision.delay, 2))
                 waits.append(decision.delay)
-                on_etcd = on_etcd and decision.reason == ETCD_UNSTABLE
+                on_etcd = on_etcd and decision.reason in ON_ETCD
                 continue
             outcome, recheck = await self._carry_out(decision, event, key, delivery, bound)
             if recheck is not None:  # a refusal re-planned later: a known end

@@ -2,7 +2,9 @@
 
 A rule's `for:` and a settling etcd have a known end, so the service naks with that exact
 delay and JetStream hands the event back then. An unstable etcd has none: the end is the
-watcher's `stable` event. A release event waiting on it parks (`Delivery.parked`, no worker
+watcher's `stable` event; nor does an etcd no probe has reported yet (its grace is an upper
+bound: the probe's first event, often handled beside the release event, ends it sooner). A
+release event waiting on either parks (`Delivery.parked`, no worker
 held) until this replica records an etcd change for the cluster, a later event about the same
 object arrives (it may resolve the problem: the wait gives way to it), or a timer; then the
 service decides again from the stored state. The timer covers a `stable` event handled by
@@ -17,10 +19,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from medic.remediator.rules.engine import ETCD_UNSTABLE
+from medic.remediator.rules.engine import ETCD_UNSTABLE, UNKNOWN_ETCD_GRACE
 
 PARK_AT_MOST = 60.0  # seconds one delivery waits in this process before going back to the bus
-__all__ = ["ETCD_UNSTABLE", "PARK_AT_MOST", "EtcdChanges"]
+ON_ETCD = frozenset({ETCD_UNSTABLE, UNKNOWN_ETCD_GRACE})  # waits that etcd's next record ends
+__all__ = ["ON_ETCD", "PARK_AT_MOST", "EtcdChanges"]
 
 
 class EtcdChanges:
@@ -34,10 +37,15 @@ class EtcdChanges:
         if changed is not None:
             changed.set()
 
-    async def wait(self, cluster: str, timeout: float, *also: asyncio.Event | None) -> bool:
-        """Until etcd's state changes here or one of `also` is set (True: a newer event about
-        the object, the service stopping), or `timeout` (False)."""
-        changed = self._changed.setdefault(cluster, asyncio.Event())
+    def marker(self, cluster: str) -> asyncio.Event:
+        """Set by the next record for `cluster`: take it before reading the state a wait is
+        decided on, so a record landing between that read and the wait is not missed."""
+        return self._changed.setdefault(cluster, asyncio.Event())
+
+    @staticmethod
+    async def wait(changed: asyncio.Event, timeout: float, *also: asyncio.Event | None) -> bool:
+        """Until `changed` (a `marker`) or one of `also` is set (True: etcd recorded, a newer
+        event about the object, the service stopping), or `timeout` (False)."""
         waiting = [asyncio.ensure_future(changed.wait())]
         waiting += [asyncio.ensure_future(e.wait()) for e in also if e is not None]
         try:
