@@ -98,15 +98,8 @@ async def _burst(session: Any, problems: int, within: float) -> dict[str, float]
 
 async def stage(session: Any, problems: int) -> None:
     from bench import realcluster
-    from medic.testing import objects
 
-    await realcluster.ensure_namespaces(session, {_name(i)[1] for i in range(problems)})
-    await realcluster.bounded(
-        realcluster.create_helmrelease(
-            session, objects.helmrelease(*_name(i)), objects.ready_status(*_name(i))
-        )
-        for i in range(problems)
-    )
+    await realcluster.stage_ready(session, (_name(i) for i in range(problems)))
 
 
 async def baseline(session: Any, problems: int, within: float) -> dict[str, Any]:
@@ -183,16 +176,9 @@ def tuned_rule(directory: Path) -> Path:
 
 
 def services_env(nats_url: str, kubeconfig: Path, rules: Path) -> dict[str, str]:
-    return {
-        "MEDIC_REMEDIATOR_RULES": str(rules),
-        "MEDIC_NATS__URLS": nats_url,
-        "MEDIC_KUBE__KUBECONFIG": str(kubeconfig),
-        "MEDIC_KUBE__QPS": "1000",
-        "MEDIC_KUBE__BURST": "1000",
-        "MEDIC_CLUSTER": "bench",
-        "MEDIC_LOG_LEVEL": "warning",
-        "MEDIC_WATCHER_SOURCES": "helmrelease",
-    }
+    from bench import realcluster
+
+    return {**realcluster.services_env(nats_url, kubeconfig), "MEDIC_REMEDIATOR_RULES": str(rules)}
 
 
 async def start(base: Path, env: dict[str, str]) -> list[Any]:

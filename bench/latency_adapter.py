@@ -148,17 +148,12 @@ async def measure(problems: int, name_p50: str, name_p99: str) -> list[Row]:
 
 
 async def start_services(base: Path, nats_url: str, kubeconfig: Path, free_port: Any) -> list[Any]:
+    from bench import realcluster
     from medic.testing.e2e import wait_ready
     from medic.testing.processes import ServiceProcess
 
     common = {
-        "MEDIC_NATS__URLS": nats_url,
-        "MEDIC_KUBE__KUBECONFIG": str(kubeconfig),
-        "MEDIC_KUBE__QPS": "1000",
-        "MEDIC_KUBE__BURST": "1000",
-        "MEDIC_CLUSTER": "bench",
-        "MEDIC_LOG_LEVEL": "warning",
-        "MEDIC_WATCHER_SOURCES": "helmrelease",
+        **realcluster.services_env(nats_url, kubeconfig),
         "MEDIC_REMEDIATOR_RULES": str(base / "rules"),
         "MEDIC_REMEDIATOR_BUILTIN_RULES": "false",
     }

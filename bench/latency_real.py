@@ -75,15 +75,8 @@ async def _list_version(session: Any) -> str:
 
 async def stage(session: Any, problems: int) -> None:
     from bench import realcluster
-    from medic.testing import objects
 
-    await realcluster.ensure_namespaces(session, {_name(i)[1] for i in range(problems)})
-    await realcluster.bounded(
-        realcluster.create_helmrelease(
-            session, objects.helmrelease(*_name(i)), objects.ready_status(*_name(i))
-        )
-        for i in range(problems)
-    )
+    await realcluster.stage_ready(session, (_name(i) for i in range(problems)))
 
 
 def _fail(session: Any) -> Callable[[int], Awaitable[None]]:

@@ -227,6 +227,33 @@ async def create_helmrelease(
         await patch_status(session, meta["namespace"], meta["name"], status)
 
 
+async def stage_ready(session: aiohttp.ClientSession, names: Iterable[tuple[str, str]]) -> None:
+    """Ready HelmReleases (name, namespace), their namespaces created first."""
+    from medic.testing import objects
+
+    chosen = list(names)
+    await ensure_namespaces(session, {namespace for _, namespace in chosen})
+    await bounded(
+        create_helmrelease(session, objects.helmrelease(*n), objects.ready_status(*n))
+        for n in chosen
+    )
+
+
+def services_env(nats_url: str, kubeconfig: Path) -> dict[str, str]:
+    """What `medic watcher` and `medic remediator` get in the real-server benchmarks: the
+    helmrelease source only, and a client limit that does not pace the benchmark (20 qps by
+    default)."""
+    return {
+        "MEDIC_NATS__URLS": nats_url,
+        "MEDIC_KUBE__KUBECONFIG": str(kubeconfig),
+        "MEDIC_KUBE__QPS": "1000",
+        "MEDIC_KUBE__BURST": "1000",
+        "MEDIC_CLUSTER": "bench",
+        "MEDIC_LOG_LEVEL": "warning",
+        "MEDIC_WATCHER_SOURCES": "helmrelease",
+    }
+
+
 async def patch_status(
     session: aiohttp.ClientSession, namespace: str, name: str, status: dict[str, Any]
 ) -> None:
