@@ -174,14 +174,21 @@ class RemediatorService:
                 tg.create_task(relay_stop())
                 if self.runner.changes is not None:
                     tg.create_task(self.runner.changes.run(stop))
-                tg.create_task(self.consumer().run(stop))
                 if self.rules_kv is not None:
-                    tg.create_task(self.watch_rules(stop))
+                    # Events are judged only once the pushed rules are in force: one fetched
+                    # before would find no rule of theirs, be acked, and never be judged.
+                    pushed_loaded = asyncio.Event()
+                    tg.create_task(self.watch_rules(stop, pushed_loaded))
+                    await _first_of(pushed_loaded, stop)
+                if not stop.is_set():
+                    tg.create_task(self.consumer().run(stop))
         finally:
             if self.kube is not None:
                 await self.kube.close()
 
-    async def watch_rules(self, stop: asyncio.Event) -> None:
+    async def watch_rules(self, stop: asyncio.Event, loaded: asyncio.Event) -> None:
+        """Follow the pushed rules; `loaded` is set once those already in the bucket are in
+        force (the watch's end-of-initial-values marker, also for an empty bucket)."""
         assert self.rules_kv is not None
         watcher = await self.rules_kv.watchall()
         try:
@@ -191,6 +198,7 @@ class RemediatorService:
                 except TimeoutError:
                     continue
                 if entry is None:
+                    loaded.set()
                     continue
                 if entry.operation in {"DEL", "PURGE"} or not entry.value:
                     self.rules.drop(entry.key)
@@ -477,3 +485,12 @@ async def build(ctx: ServiceContext) -> RemediatorService:
 
 
 __all__ = ["EtcdCondition", "RemediatorService", "RuleBook", "build", "create"]
+
+
+async def _first_of(*events: asyncio.Event) -> None:
+    waiting = [asyncio.ensure_future(e.wait()) for e in events]
+    try:
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in waiting:
+            task.cancel()

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nats.js import api
@@ -102,6 +103,31 @@ async def test_two_replicas_act_once_per_problem(bus: Bus) -> None:
     async with running(first), running(second):
         await bus.publish_many(events)
         found = await eventually(lambda: _at_least(bus, 120), timeout=30)
+    assert sorted(r.data.event_id for r in found) == sorted(e.id for e in events)
+
+
+class SlowWatch:
+    """A rules bucket whose watch answers a second late, as a loaded nats-server may."""
+
+    def __init__(self, kv: Any) -> None:
+        self.kv = kv
+
+    async def watchall(self) -> Any:
+        await asyncio.sleep(1.0)
+        return await self.kv.watchall()
+
+
+async def test_events_waiting_at_start_are_judged_by_the_pushed_rules(bus: Bus) -> None:
+    """The consumer starts only once the rules pushed to the KV bucket are in force: an event
+    fetched before would match none of them, be acked, and never be judged (seen as 3 of 120
+    events without a result when two replicas started beside a waiting backlog)."""
+    await push(bus, "rules.ops", RULE.format(name="ops", pattern="*"))
+    events = [release_event(f"app{i}") for i in range(50)]
+    await bus.publish_many(events)
+    service = await create(bus, None, settings(), "test")  # type: ignore[arg-type]
+    service.rules_kv = SlowWatch(service.rules_kv)  # type: ignore[assignment]
+    async with running(service):
+        found = await eventually(lambda: _at_least(bus, 50), timeout=30)
     assert sorted(r.data.event_id for r in found) == sorted(e.id for e in events)
 
 
@@ -198,7 +224,7 @@ async def test_an_unchecked_rule_with_wrong_params_fails_naming_the_field(bus: B
     [rule] = RuleSet.build(unchecked.rules).rules
     decision = Decision(rule, Verdict.ACT, attempt=1)
     with pytest.raises(PermanentError) as raised:
-        await service.runner.execute(decision, release_event("web-1"), lambda: asyncio.sleep(0))
+        await service.runner.execute(decision, release_event("web-1"), contextlib.nullcontext)
     assert str(raised.value) == (
         "rule raw: field 'spec.action.params.values' action 'annotate' needs parameter 'values'; "
         "field 'spec.action.params.annotations' unknown parameter 'annotations' of action "
