@@ -174,14 +174,15 @@ class RemediatorService:
                 tg.create_task(relay_stop())
                 if self.runner.changes is not None:
                     tg.create_task(self.runner.changes.run(stop))
+                consumer = self.consumer()
+                await consumer.setup()  # the durable exists from the start; nothing fetched yet
                 if self.rules_kv is not None:
-                    # Events are judged only once the pushed rules are in force: one fetched
+                    # Events are fetched only once the pushed rules are in force: one fetched
                     # before would find no rule of theirs, be acked, and never be judged.
                     pushed_loaded = asyncio.Event()
                     tg.create_task(self.watch_rules(stop, pushed_loaded))
                     await _first_of(pushed_loaded, stop)
-                if not stop.is_set():
-                    tg.create_task(self.consumer().run(stop))
+                tg.create_task(consumer.run(stop))
         finally:
             if self.kube is not None:
                 await self.kube.close()
