@@ -52,7 +52,7 @@ class Story:
     results: list[tuple[float, RemediationResult]] = field(default_factory=list)
     audits: list[tuple[float, AuditEntry]] = field(default_factory=list)
     notifications: list[tuple[float, Notification]] = field(default_factory=list)
-    staged_at: float | None = None
+    staged_at: float | None = None  # when its staging began: nothing of it was visible before
 
     def final(self, rule: str) -> Outcome | None:
         outcomes = [r.data.outcome for _, r in self.results if r.data.rule == rule]
@@ -128,8 +128,11 @@ class Observer:
         key = self._event_story.get(event_id)
         return self.stories[key] if key is not None else None
 
-    def staged(self, scenario: Scenario) -> None:
-        self.stories[scenario.key].staged_at = self.now()
+    def staged(self, scenario: Scenario, began: float | None = None) -> None:
+        """`scenario` is staged; `began`: when its first write was sent (by default now). On a
+        real API server each object is visible as soon as it is written, so Medic may see the
+        problem before the last write returns."""
+        self.stories[scenario.key].staged_at = self.now() if began is None else began
         self.note("staged", scenario.key, f"{scenario.target}: {scenario.title}")
 
     async def _on_msg(self, msg: Msg) -> None:

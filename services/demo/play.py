@@ -43,8 +43,9 @@ def playable(
 
 def stage(stack: Cluster, scenarios: Sequence[Scenario], observer: Observer) -> None:
     for scenario in scenarios:
+        began = observer.now()
         scenario.stage(stack.store)
-        observer.staged(scenario)
+        observer.staged(scenario, began)
 
 
 async def disturb(stack: Cluster, scenarios: Sequence[Scenario], observer: Observer) -> None:
