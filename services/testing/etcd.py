@@ -135,7 +135,9 @@ class EtcdCluster:
     async def _start_once(self, timeout: float) -> None:
         try:
             self.spawn_all()
-            await self.wait_healthy(timeout=timeout)
+            # Every spawned member, not only those still running: on a loaded machine all may
+            # have exited before the first look, and an empty wait would pass.
+            await self.wait_healthy(list(self.members), timeout=timeout)
         except BaseException:
             await self.stop_all()
             raise

@@ -71,9 +71,22 @@ async def test_context_manager_removes_processes_and_directories():
     assert not base_dir.exists()
 
 
-async def test_failed_start_raises_and_leaves_no_process_or_directory():
+@pytest.mark.parametrize(
+    "lagging", [False, True], ids=["as-is", "members-exit-before-the-first-look"]
+)
+async def test_failed_start_raises_and_leaves_no_process_or_directory(lagging: bool):
     # etcd refuses an election timeout shorter than five heartbeats and exits at once.
     cluster = EtcdCluster(size=3, heartbeat_ms=200, election_ms=300)
+    if lagging:  # as on a loaded machine: every member has exited before start() looks
+        spawn = cluster.spawn_all
+
+        def spawn_and_lag() -> None:
+            spawn()
+            for member in cluster.members:
+                assert member.process is not None
+                member.process.wait(timeout=10)
+
+        cluster.spawn_all = spawn_and_lag  # type: ignore[method-assign]
     with pytest.raises(EtcdClusterError, match="exited"):
         await cluster.start()
     assert all(member.process is None for member in cluster.members)
