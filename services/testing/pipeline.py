@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import nats
+from nats.js import JetStreamContext
 from nats.js.errors import KeyWrongLastSequenceError
 
 from medic.runtime import subjects
@@ -169,9 +170,9 @@ async def check(bus: Bus) -> Outcomes:
     events: set[str] = set()
     stored = info.state.messages
     if stored:
-        sub = await bus.js.pull_subscribe("medic.results.>", stream=subjects.RESULTS.name)
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 60.0
+        sub = await _reader_of_results(bus, deadline)
         seen = 0
         try:
             while seen < stored:
@@ -191,6 +192,18 @@ async def check(bus: Bus) -> Outcomes:
         finally:
             await sub.unsubscribe()
     return Outcomes(applied_count_, call_count, stored, len(ids), len(events))
+
+
+async def _reader_of_results(bus: Bus, deadline: float) -> JetStreamContext.PullSubscription:
+    """A consumer reading every stored result; its creation is retried until `deadline`: on a
+    loaded cluster that just lost a node, the API's answer can take longer than its timeout."""
+    loop = asyncio.get_running_loop()
+    while True:
+        try:
+            return await bus.js.pull_subscribe("medic.results.>", stream=subjects.RESULTS.name)
+        except nats.errors.TimeoutError:
+            if loop.time() > deadline:
+                raise
 
 
 async def _stored(bus: Bus, bucket: str) -> int:
