@@ -37,7 +37,7 @@ from medic.remediator.runner import Runner, now
 from medic.remediator.settings import RemediatorSettings
 from medic.remediator.state import StateStore
 from medic.remediator.verification import ObjectChanges, plan_of, verification_record
-from medic.remediator.waits import ON_ETCD, PARK_AT_MOST, EtcdChanges
+from medic.remediator.waits import ON_ETCD, PARK_AT_MOST, EtcdChanges, any_set
 from medic.runtime import subjects
 from medic.runtime.bus import Bus
 from medic.runtime.consumer import Consumer, ConsumerSpec, Delivery
@@ -181,7 +181,7 @@ class RemediatorService:
                     # before would find no rule of theirs, be acked, and never be judged.
                     pushed_loaded = asyncio.Event()
                     tg.create_task(self.watch_rules(stop, pushed_loaded))
-                    await _first_of(pushed_loaded, stop)
+                    await any_set(None, pushed_loaded, stop)
                 tg.create_task(consumer.run(stop))
         finally:
             if self.kube is not None:
@@ -234,9 +234,7 @@ class RemediatorService:
             # object, or the timer) and decide again from the stored state.
             stopping = self.runner.stopping
             async with delivery.parked():
-                await self.etcd_changes.wait(
-                    etcd_marker, min(delay, left), delivery.newer, stopping
-                )
+                await any_set(min(delay, left), etcd_marker, delivery.newer, stopping)
             if stopping.is_set() or (delivery.newer is not None and delivery.newer.is_set()):
                 raise Deferred("waiting; back to the bus (newer event, or stopping)", delay=delay)
 
@@ -486,12 +484,3 @@ async def build(ctx: ServiceContext) -> RemediatorService:
 
 
 __all__ = ["EtcdCondition", "RemediatorService", "RuleBook", "build", "create"]
-
-
-async def _first_of(*events: asyncio.Event) -> None:
-    waiting = [asyncio.ensure_future(e.wait()) for e in events]
-    try:
-        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in waiting:
-            task.cancel()

@@ -23,7 +23,7 @@ from medic.remediator.rules.engine import ETCD_UNSTABLE, UNKNOWN_ETCD_GRACE
 
 PARK_AT_MOST = 60.0  # seconds one delivery waits in this process before going back to the bus
 ON_ETCD = frozenset({ETCD_UNSTABLE, UNKNOWN_ETCD_GRACE})  # waits that etcd's next record ends
-__all__ = ["ON_ETCD", "PARK_AT_MOST", "EtcdChanges"]
+__all__ = ["ON_ETCD", "PARK_AT_MOST", "EtcdChanges", "any_set"]
 
 
 class EtcdChanges:
@@ -42,19 +42,17 @@ class EtcdChanges:
         decided on, so a record landing between that read and the wait is not missed."""
         return self._changed.setdefault(cluster, asyncio.Event())
 
-    @staticmethod
-    async def wait(changed: asyncio.Event, timeout: float, *also: asyncio.Event | None) -> bool:
-        """Until `changed` (a `marker`) or one of `also` is set (True: etcd recorded, a newer
-        event about the object, the service stopping), or `timeout` (False)."""
-        waiting = [asyncio.ensure_future(changed.wait())]
-        waiting += [asyncio.ensure_future(e.wait()) for e in also if e is not None]
-        try:
-            done, _ = await asyncio.wait(
-                waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            for task in waiting:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        return bool(done)
+
+async def any_set(timeout: float | None, *events: asyncio.Event | None) -> bool:
+    """Until one of `events` is set (True) or `timeout` passes (False; None: no timer).
+    Parks on an etcd `marker`, a newer event about the object, the service stopping, or the
+    pushed rules being in force."""
+    waiting = [asyncio.ensure_future(e.wait()) for e in events if e is not None]
+    try:
+        done, _ = await asyncio.wait(waiting, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in waiting:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    return bool(done)
