@@ -216,13 +216,16 @@ class RemediatorService:
         event: Any = message
         key = problem_key(event)
         recorded = await self._observe(event, key)
-        candidates = matching(event, delivery.subject, self.rules.ruleset)
+        matched_against = self.rules.ruleset
+        candidates = matching(event, delivery.subject, matched_against)
         if not candidates:
             return
         parked_until = time.monotonic() + PARK_AT_MOST
         while True:
             etcd_marker = self.etcd_changes.marker(event.cluster)
-            waits, on_etcd = await self._decide(event, key, candidates, delivery, recorded)
+            waits, on_etcd = await self._decide(
+                event, key, (matched_against, candidates), delivery, recorded
+            )
             recorded = None  # after a wait, read the problem again: a newer event may have come
             if not waits:
                 return
@@ -242,17 +245,22 @@ class RemediatorService:
         self,
         event: Any,
         key: str,
-        candidates: list[Any],
+        matched: tuple[RuleSet, list[Any]],
         delivery: Delivery,
         recorded: dict[str, Any] | None = None,
     ) -> tuple[list[float], bool]:
         """Carry out what the engine decides now; the waits left, and whether every one of
         them waits on etcd's next record (an end only an event can bring). `recorded`: the
-        problem's record as this handler just wrote it (not read again)."""
+        problem's record as this handler just wrote it (not read again). `matched`: the rules
+        in force when the event was matched, and its candidates among them."""
+        matched_against, candidates = matched
         snapshot = await self.state.snapshot(event.cluster, key, candidates, recorded)
         waits: list[float] = []
         on_etcd = True
-        for decision in decide(event, delivery.subject, self.rules.ruleset, snapshot, now()):
+        ruleset = self.rules.ruleset
+        # Not matched again unless the rules were reloaded since (a wait can outlast a reload).
+        known = candidates if ruleset is matched_against else None
+        for decision in decide(event, delivery.subject, ruleset, snapshot, now(), matched=known):
             bound = log.bind(event_id=event.id, rule=decision.name, subject=event.subject)
             metrics.record_decision(decision)
             if decision.verdict is Verdict.WAIT:
@@ -464,7 +472,8 @@ async def create(
     cluster: str,
     registry: ActionRegistry | None = None,
 ) -> RemediatorService:
-    state = StateStore(await bus.kv(settings.state_bucket, history=1))
+    kv = await bus.kv(settings.state_bucket, history=1)
+    state = StateStore(kv, bus.kv_ops(settings.state_bucket))
     backups = BackupStore(await bus.kv(settings.backups_bucket, history=1))
     rules_kv = await bus.kv(settings.rules_bucket, history=5)
     context = ActionContext(kube=kube, cluster=cluster, actor=settings.actor, backups=backups)

@@ -30,6 +30,7 @@ from medic.remediator.rules.engine import (
 )
 from medic.remediator.rules.index import CompiledRule
 from medic.runtime.backoff import Backoff
+from medic.runtime.replies import KvOps
 from medic.schemas import EtcdCondition, stable_id
 
 
@@ -68,8 +69,12 @@ def claim_refused(
 
 
 class StateStore:
-    def __init__(self, kv: KeyValue) -> None:
+    """`kv` for the rare operations (delete), `ops` for the per-event reads and writes (the
+    same bucket through `medic.runtime.replies`, issue 15)."""
+
+    def __init__(self, kv: KeyValue, ops: KvOps) -> None:
         self.kv = kv
+        self.ops = ops
         # Claims this replica holds: key -> (revision it wrote, record), so finishing one is a
         # single conditional write. Dropped when finished (or when someone else wrote the key).
         self._held: dict[str, tuple[int, dict[str, Any]]] = {}
@@ -77,10 +82,10 @@ class StateStore:
 
     async def _read(self, key: str) -> tuple[dict[str, Any], int | None]:
         try:
-            entry = await self.kv.get(key)
+            entry = await self.ops.get(key)
         except KeyNotFoundError:
             return {}, None
-        if entry.value is None or not entry.value:
+        if not entry.value:
             return {}, entry.revision
         return json.loads(entry.value), entry.revision
 
@@ -104,7 +109,7 @@ class StateStore:
         if create_first:
             value = _dump(change({}))
             try:
-                await self.kv.create(key, value)
+                await self.ops.create(key, value)
             except KeyWrongLastSequenceError:
                 pass
             else:
@@ -124,9 +129,9 @@ class StateStore:
             value = _dump(changed)
             try:
                 if revision is None:
-                    await self.kv.create(key, value)
+                    await self.ops.create(key, value)
                 else:
-                    await self.kv.update(key, value, last=revision)
+                    await self.ops.update(key, value, revision)
             except KeyWrongLastSequenceError:
                 continue
             return _load(value)
@@ -153,7 +158,7 @@ class StateStore:
         if len(self._held) > MAX_HELD:  # left by handlers that failed: forget (reads fall back)
             self._held.clear()
         try:  # the common case, a decision nobody has seen: one round trip
-            self._held[key] = (await self.kv.create(key, _dump(record)), record)
+            self._held[key] = (await self.ops.create(key, _dump(record)), record)
         except KeyWrongLastSequenceError:
             pass
         else:
@@ -169,7 +174,7 @@ class StateStore:
             for mark in ("applied", "writing", "verify"):
                 if interrupted and current.get(mark):
                     record[mark] = current[mark]
-            self._held[key] = (await self.kv.update(key, _dump(record), last=revision), record)
+            self._held[key] = (await self.ops.update(key, _dump(record), revision), record)
         except KeyWrongLastSequenceError:
             return "busy"
         if record.get("applied"):
@@ -184,7 +189,7 @@ class StateStore:
             revision, record = held
             updated = {**record, **change}
             try:
-                new_revision = await self.kv.update(key, _dump(updated), last=revision)
+                new_revision = await self.ops.update(key, _dump(updated), revision)
             except KeyWrongLastSequenceError:
                 self._held.pop(key, None)
             else:
@@ -253,7 +258,10 @@ class StateStore:
             keys.append(f"problem.{stable_id(problem)}")
         if any(c.rule.spec.preconditions.etcd_stable_for is not None for c in rules):
             keys.append(f"etcd.{stable_id(cluster)}")
-        raws = [raw for raw, _ in await asyncio.gather(*(self._read(key) for key in keys))]
+        raws = [
+            _load(found.value) if found and found.value else {}
+            for found in await self.ops.get_many(keys)
+        ]
         object_raws, rule_raws = raws[: len(names)], raws[len(names) : 2 * len(names)]
         rest = raws[2 * len(names) :]
         praw = problem_record if problem_record is not None else rest.pop(0)

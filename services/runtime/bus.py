@@ -24,6 +24,7 @@ from nats.js.kv import KeyValue
 
 from medic.runtime import subjects
 from medic.runtime.errors import BusError
+from medic.runtime.replies import KvOps, Replies
 from medic.runtime.settings import NatsSettings
 from medic.schemas import Message, encode_message
 
@@ -94,6 +95,7 @@ class Bus:
         self.nc = nc
         self.js: JetStreamContext = nc.jetstream(timeout=10.0)
         self.settings = settings
+        self.replies = Replies(nc)  # the hot path's publishes and KV operations
 
     @classmethod
     async def connect(cls, settings: NatsSettings, name: str = "medic") -> Bus:
@@ -163,11 +165,8 @@ class Bus:
     async def publish(self, message: Message, subject: str | None = None) -> api.PubAck:
         """Publish and wait for the stream's ack; a duplicate id is acknowledged, not stored."""
         try:
-            return await self.js.publish(
-                subject or subject_of(message),
-                encode_message(message),
-                headers={MSG_ID: message.id},
-                timeout=10.0,
+            return await self.replies.publish(
+                subject or subject_of(message), encode_message(message), {MSG_ID: message.id}
             )
         except (nats.errors.Error, TimeoutError) as exc:
             raise BusError(f"publish of {message.type} {message.id} failed: {exc!r}") from exc
@@ -210,6 +209,11 @@ class Bus:
             await self.js.update_stream(replace(info.config, allow_direct=True))
             return await self.js.key_value(bucket)
         return bound
+
+    def kv_ops(self, bucket: str) -> KvOps:
+        """Get, create and update on `bucket` (bound first with `kv`, which makes it direct)
+        through the lean request path, for per-event state."""
+        return KvOps(self.replies, bucket)
 
     async def close(self) -> None:
         """Drain: flush pending publishes and acks, then close."""

@@ -1,0 +1,181 @@
+"""Request-reply for the hot path: JetStream publishes with their acks, and KV reads and writes.
+
+nats-py's `request` draws two bytes from `os.urandom` (a system call) for every reply token and
+waits in `asyncio.wait_for`; JetStream publishes and KV operations go through it. At six or
+seven of them per event, that machinery was a quarter of the remediator's CPU (issue 15,
+BENCHMARKS.md: about 45-55 us per operation, 22-30 us here). Here a token is a counter on one
+wildcard inbox subscription and the wait a bare future with one timer. The protocol is
+nats-py's own: the same subjects, headers and JetStream API answers, and the same errors
+(`KeyNotFoundError`, `KeyWrongLastSequenceError`, `APIError`, `NoRespondersError`,
+`nats.errors.TimeoutError`), so callers handle them as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from dataclasses import dataclass
+
+import nats.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import api
+from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
+
+NO_RESPONDERS = "503"
+NOT_FOUND = "404"
+WRONG_LAST_SEQUENCE = (10071, 10164)  # JSStreamWrongLastSequenceErrF / ...ConstantErr
+KV_OPERATION = "KV-Operation"
+EXPECTED_LAST = str(api.Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value)
+DELETED = ("DEL", "PURGE")
+
+
+class Replies:
+    """Requests on one connection whose answers come to one subscription (`_INBOX.<id>.*`)."""
+
+    def __init__(self, nc: Client) -> None:
+        self.nc = nc
+        self._prefix = ""
+        self._pending: dict[str, asyncio.Future[Msg]] = {}
+        self._tokens = itertools.count()
+        self._started = asyncio.Lock()
+
+    async def _start(self) -> None:
+        async with self._started:
+            if self._prefix:
+                return
+            prefix = f"{self.nc.new_inbox()}."
+            await self.nc.subscribe(f"{prefix}*", cb=self._answer)
+            self._prefix = prefix
+
+    async def _answer(self, msg: Msg) -> None:
+        future = self._pending.pop(msg.subject[len(self._prefix) :], None)
+        if future is not None and not future.done():
+            future.set_result(msg)
+
+    async def request(
+        self,
+        subject: str,
+        payload: bytes = b"",
+        headers: dict[str, str] | None = None,
+        timeout: float = 10.0,
+    ) -> Msg:
+        return (await self.request_many([subject], payload, headers, timeout))[0]
+
+    async def request_many(
+        self,
+        subjects: list[str],
+        payload: bytes = b"",
+        headers: dict[str, str] | None = None,
+        timeout: float = 10.0,
+    ) -> list[Msg]:
+        """The same request to each subject, all in flight at once (no task per request)."""
+        if not self._prefix:
+            await self._start()
+        loop = asyncio.get_running_loop()
+        waiting: list[tuple[str, asyncio.Future[Msg]]] = []
+        for _ in subjects:
+            token = str(next(self._tokens))
+            future: asyncio.Future[Msg] = loop.create_future()
+            self._pending[token] = future
+            waiting.append((token, future))
+        timer = loop.call_later(timeout, _expire, [future for _, future in waiting])
+        try:
+            for subject, (token, _) in zip(subjects, waiting, strict=True):
+                reply = self._prefix + token
+                await self.nc.publish(subject, payload, reply=reply, headers=headers)
+            answers = [await future for _, future in waiting]
+        finally:
+            timer.cancel()
+            for token, _ in waiting:
+                self._pending.pop(token, None)
+        for msg in answers:
+            if msg.headers and msg.headers.get("Status") == NO_RESPONDERS:
+                raise nats.errors.NoRespondersError
+        return answers
+
+    async def publish(
+        self, subject: str, payload: bytes, headers: dict[str, str] | None = None
+    ) -> api.PubAck:
+        """A JetStream publish: the stream's ack, or its refusal as nats-py raises it."""
+        msg = await self.request(subject, payload, headers)
+        answer = json.loads(msg.data)
+        if "error" in answer:
+            error = answer["error"]
+            if error.get("err_code") in WRONG_LAST_SEQUENCE:
+                raise KeyWrongLastSequenceError(description=error.get("description"))
+            APIError.from_error(error)  # raises the error's class (BadRequestError, ...)
+        return api.PubAck.from_response(answer)
+
+
+def _expire(futures: list[asyncio.Future[Msg]]) -> None:
+    for future in futures:
+        if not future.done():
+            future.set_exception(nats.errors.TimeoutError())
+
+
+@dataclass(frozen=True)
+class Stored:
+    """A KV entry as read: its value and revision."""
+
+    value: bytes
+    revision: int
+
+
+class KvOps:
+    """The KV operations the hot path needs (get, create, update) on a bucket made with
+    `allow_direct` (`Bus.kv`), through `Replies`; anything else stays with nats-py's KeyValue."""
+
+    def __init__(self, replies: Replies, bucket: str) -> None:
+        self.replies = replies
+        self.stream = f"KV_{bucket}"
+        self.prefix = f"$KV.{bucket}."
+
+    async def get(self, key: str) -> Stored:
+        """The latest value; `KeyNotFoundError` when absent or deleted (as nats-py's `get`)."""
+        found = (await self.get_many([key]))[0]
+        if found is None:
+            raise KeyNotFoundError
+        return found
+
+    async def get_many(self, keys: list[str]) -> list[Stored | None]:
+        """The latest value of each key, read concurrently; None where absent or deleted."""
+        direct = f"$JS.API.DIRECT.GET.{self.stream}.{self.prefix}"
+        answers = await self.replies.request_many([direct + key for key in keys])
+        return [_stored(msg) for msg in answers]
+
+    async def update(self, key: str, value: bytes, last: int) -> int:
+        """Write if the key's latest revision is `last` (0: it has none); the new revision."""
+        headers = {EXPECTED_LAST: str(last)}
+        return (await self.replies.publish(f"{self.prefix}{key}", value, headers)).seq
+
+    async def create(self, key: str, value: bytes) -> int:
+        """Write if the key is absent or deleted (nats-py's `create`: a deleted key keeps a
+        tombstone, so the write expects the tombstone's revision)."""
+        try:
+            return await self.update(key, value, 0)
+        except KeyWrongLastSequenceError:
+            tombstone = await self._tombstone(key)
+            if tombstone is None:
+                raise
+            return await self.update(key, value, tombstone)
+
+    async def _tombstone(self, key: str) -> int | None:
+        msg = await self.replies.request(f"$JS.API.DIRECT.GET.{self.stream}.{self.prefix}{key}")
+        headers = msg.headers or {}
+        if not headers.get("Status") and headers.get(KV_OPERATION) in DELETED:
+            return int(headers["Nats-Sequence"])
+        return None
+
+
+def _stored(msg: Msg) -> Stored | None:
+    headers = msg.headers or {}
+    status = headers.get("Status")
+    if status == NOT_FOUND:
+        return None
+    if status:
+        raise APIError.from_msg(msg)
+    if headers.get(KV_OPERATION) in DELETED:
+        return None
+    return Stored(msg.data, int(headers["Nats-Sequence"]))
