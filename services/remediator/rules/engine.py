@@ -147,15 +147,25 @@ def matching(event: Event, subject: str, rules: RuleSet) -> list[CompiledRule]:
     candidates = rules.candidates(event.type, problem, kind)
     if not candidates:
         return []
-    raw = event.model_dump(mode="json", by_alias=True)
+    # The event as a document only for `when:` expressions (its dump is most of a match's cost).
+    raw = event.model_dump(mode="json", by_alias=True) if any(r.when for r in candidates) else {}
     return [rule for rule in candidates if rule.matches(view, subject, raw)]
 
 
 def decide(
-    event: Event, subject: str, rules: RuleSet, state: Snapshot, now: datetime
+    event: Event,
+    subject: str,
+    rules: RuleSet,
+    state: Snapshot,
+    now: datetime,
+    *,
+    matched: list[CompiledRule] | None = None,
 ) -> list[Decision]:
+    """`matched`: `matching(event, subject, rules)` when the caller has it already."""
     key = problem_key(event)
-    return [_decide_one(rule, event, key, state, now) for rule in matching(event, subject, rules)]
+    if matched is None:
+        matched = matching(event, subject, rules)
+    return [_decide_one(rule, event, key, state, now) for rule in matched]
 
 
 def _decide_one(

@@ -18,6 +18,7 @@ from medic.remediator.rules.cel import Expression
 from medic.remediator.rules.model import Rule
 
 ANY = "*"
+MAX_LOOKED_UP = 4096
 
 
 def subject_matches(pattern: str, subject: str) -> bool:
@@ -87,6 +88,10 @@ class RuleSet:
 
     rules: list[CompiledRule] = field(default_factory=list)
     index: dict[tuple[str, str, str], list[CompiledRule]] = field(default_factory=dict)
+    # candidates() per (type, problem, kind) asked: the set never changes once built
+    _looked_up: dict[tuple[str, str, str], list[CompiledRule]] = field(
+        default_factory=dict, repr=False, compare=False
+    )
 
     @classmethod
     def build(cls, rules: Iterable[Rule]) -> RuleSet:
@@ -99,11 +104,18 @@ class RuleSet:
         return cls(compiled, index)
 
     def candidates(self, event_type: str, problem: str, kind: str) -> list[CompiledRule]:
-        seen: dict[str, CompiledRule] = {}
-        for key in product((event_type, ANY), (problem, ANY), (kind, ANY)):
-            for rule in self.index.get(key, ()):
-                seen.setdefault(rule.rule.name, rule)
-        return sorted(seen.values(), key=lambda c: (c.rule.spec.priority, c.rule.name))
+        """The rules filed under the event's keys, in priority order (a new list each time)."""
+        asked = (event_type, problem, kind)
+        found = self._looked_up.get(asked)
+        if found is None:
+            seen: dict[str, CompiledRule] = {}
+            for key in product((event_type, ANY), (problem, ANY), (kind, ANY)):
+                for rule in self.index.get(key, ()):
+                    seen.setdefault(rule.rule.name, rule)
+            found = sorted(seen.values(), key=lambda c: (c.rule.spec.priority, c.rule.name))
+            if len(self._looked_up) < MAX_LOOKED_UP:  # kinds and types come from events
+                self._looked_up[asked] = found
+        return list(found)
 
     def names(self) -> list[str]:
         return [r.rule.name for r in self.rules]
