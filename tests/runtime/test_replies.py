@@ -67,7 +67,7 @@ async def test_refusals_and_silence_raise_what_nats_py_raises(bus: Bus) -> None:
         await replies.request("silent.service", b"", timeout=0.3)
     assert 0.25 < time.monotonic() - begun < 3.0
     await silent.unsubscribe()
-    assert not replies._pending  # noqa: SLF001 - nothing left waiting
+    assert not replies._pending  # nothing left waiting
 
 
 async def test_many_requests_in_flight_each_get_their_own_answer(bus: Bus) -> None:
