@@ -67,7 +67,7 @@ async def throughput(count: int = 20_000, rules: int = 1_000) -> list[Row]:
             events = pipeline.make_events(count)
             await pipeline.publish_events(bus, events)
             raw = await pipeline.raw_fetch_ack(bus, count, "raw")
-            rate = await remediator_adapter.pipeline_rate(bus, base, events, rules)
+            rate, cpu_us = await remediator_adapter.pipeline_cost(bus, base, events, rules)
             results = await final_results(bus)
     one_each = results["pairs"] == count and results["pairs_with_more_than_one"] == 0
     return [
@@ -78,7 +78,13 @@ async def throughput(count: int = 20_000, rules: int = 1_000) -> list[Row]:
             "ev/s",
             ">= 0.25x raw, one final result each",
             met=rate >= 0.25 * raw and one_each,
-            extra={"count": count, "rules": rules, **results},
+            extra={
+                "count": count,
+                "rules": rules,
+                "cpu_us_per_event": round(cpu_us, 1),
+                "raw_us_per_event": round(1e6 / raw, 1),
+                **results,
+            },
         )
     ]
 
