@@ -6,7 +6,7 @@ seven of them per event, that machinery was a quarter of the remediator's CPU (i
 BENCHMARKS.md: about 45-55 us per operation, 22-30 us here). Here a token is a counter on one
 wildcard inbox subscription and the wait a bare future with one timer. The protocol is
 nats-py's own: the same subjects, headers and JetStream API answers, and the same errors
-(`KeyNotFoundError`, `KeyWrongLastSequenceError`, `APIError`, `NoRespondersError`,
+(`KeyNotFoundError`, `KeyWrongLastSequenceError`, `APIError`, `NoStreamResponseError`,
 `nats.errors.TimeoutError`), so callers handle them as before.
 """
 
@@ -21,7 +21,12 @@ import nats.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import api
-from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import (
+    APIError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NoStreamResponseError,
+)
 
 NO_RESPONDERS = "503"
 NOT_FOUND = "404"
@@ -98,8 +103,12 @@ class Replies:
     async def publish(
         self, subject: str, payload: bytes, headers: dict[str, str] | None = None
     ) -> api.PubAck:
-        """A JetStream publish: the stream's ack, or its refusal as nats-py raises it."""
-        msg = await self.request(subject, payload, headers)
+        """A JetStream publish: the stream's ack, or its refusal as nats-py raises it (no
+        stream on the subject: `NoStreamResponseError`)."""
+        try:
+            msg = await self.request(subject, payload, headers)
+        except nats.errors.NoRespondersError:
+            raise NoStreamResponseError from None
         answer = json.loads(msg.data)
         if "error" in answer:
             error = answer["error"]

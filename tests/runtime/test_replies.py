@@ -7,7 +7,12 @@ import time
 
 import nats.errors
 import pytest
-from nats.js.errors import APIError, KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import (
+    APIError,
+    KeyNotFoundError,
+    KeyWrongLastSequenceError,
+    NoStreamResponseError,
+)
 
 from medic.runtime.bus import Bus
 from medic.runtime.replies import Replies
@@ -54,8 +59,10 @@ async def test_publish_is_deduplicated_by_message_id(bus: Bus) -> None:
 async def test_refusals_and_silence_raise_what_nats_py_raises(bus: Bus) -> None:
     replies = Replies(bus.nc)
     event = release_event()
-    with pytest.raises(nats.errors.NoRespondersError):  # no stream takes the subject
+    with pytest.raises(NoStreamResponseError):  # no stream takes the subject
         await replies.publish("nobody.listens", encode_message(event))
+    with pytest.raises(nats.errors.NoRespondersError):  # a plain request: nobody listens
+        await replies.request("nobody.listens", b"")
     with pytest.raises(APIError):  # the stream refuses: wrong expected stream name
         await replies.publish(
             "medic.events.x", encode_message(event), {"Nats-Expected-Stream": "OTHER"}
