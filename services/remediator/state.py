@@ -18,7 +18,7 @@ from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from nats.js.errors import KeyNotFoundError, KeyWrongLastSequenceError
+from nats.js.errors import KeyWrongLastSequenceError
 from nats.js.kv import KeyValue
 
 from medic.remediator.rules.engine import (
@@ -30,7 +30,7 @@ from medic.remediator.rules.engine import (
 )
 from medic.remediator.rules.index import CompiledRule
 from medic.runtime.backoff import Backoff
-from medic.runtime.replies import KvOps
+from medic.runtime.replies import KvOps, Stored
 from medic.schemas import EtcdCondition, stable_id
 
 
@@ -44,6 +44,11 @@ def _load(value: bytes) -> dict[str, Any]:
     """A record as `_read` returns it (times as the ISO strings they are stored as)."""
     loaded: dict[str, Any] = json.loads(value)
     return loaded
+
+
+def _record(found: Stored | None) -> dict[str, Any]:
+    """A record as read ({} when absent, deleted or empty)."""
+    return _load(found.value) if found is not None and found.value else {}
 
 
 def _time(value: Any) -> datetime | None:
@@ -81,13 +86,10 @@ class StateStore:
         self._locks: dict[str, asyncio.Lock] = {}
 
     async def _read(self, key: str) -> tuple[dict[str, Any], int | None]:
-        try:
-            entry = await self.ops.get(key)
-        except KeyNotFoundError:
+        found = (await self.ops.get_many([key]))[0]
+        if found is None:
             return {}, None
-        if not entry.value:
-            return {}, entry.revision
-        return json.loads(entry.value), entry.revision
+        return _record(found), found.revision
 
     async def _change(
         self,
@@ -258,10 +260,7 @@ class StateStore:
             keys.append(f"problem.{stable_id(problem)}")
         if any(c.rule.spec.preconditions.etcd_stable_for is not None for c in rules):
             keys.append(f"etcd.{stable_id(cluster)}")
-        raws = [
-            _load(found.value) if found and found.value else {}
-            for found in await self.ops.get_many(keys)
-        ]
+        raws = [_record(found) for found in await self.ops.get_many(keys)]
         object_raws, rule_raws = raws[: len(names)], raws[len(names) : 2 * len(names)]
         rest = raws[2 * len(names) :]
         praw = problem_record if problem_record is not None else rest.pop(0)

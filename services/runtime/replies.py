@@ -150,9 +150,12 @@ class KvOps:
 
     async def get_many(self, keys: list[str]) -> list[Stored | None]:
         """The latest value of each key, read concurrently; None where absent or deleted."""
+        return [_stored(msg) for msg in await self._last(keys)]
+
+    async def _last(self, keys: list[str]) -> list[Msg]:
+        """The direct get's answer for each key: its last message, a tombstone, or a status."""
         direct = f"$JS.API.DIRECT.GET.{self.stream}.{self.prefix}"
-        answers = await self.replies.request_many([direct + key for key in keys])
-        return [_stored(msg) for msg in answers]
+        return await self.replies.request_many([direct + key for key in keys])
 
     async def update(self, key: str, value: bytes, last: int) -> int:
         """Write if the key's latest revision is `last` (0: it has none); the new revision."""
@@ -171,8 +174,7 @@ class KvOps:
             return await self.update(key, value, tombstone)
 
     async def _tombstone(self, key: str) -> int | None:
-        msg = await self.replies.request(f"$JS.API.DIRECT.GET.{self.stream}.{self.prefix}{key}")
-        headers = msg.headers or {}
+        headers = (await self._last([key]))[0].headers or {}
         if not headers.get("Status") and headers.get(KV_OPERATION) in DELETED:
             return int(headers["Nats-Sequence"])
         return None

@@ -88,6 +88,7 @@ async def test_republished_event_is_stored_once(bus: Bus) -> None:
     second = await bus.publish(event)
     assert not first.duplicate
     assert second.duplicate
+    assert second.seq == first.seq
     assert await stream_messages(bus, subjects.EVENTS.name) == 1
 
 

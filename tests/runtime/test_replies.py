@@ -47,15 +47,6 @@ async def test_kv_operations_agree_with_nats_py(bus: Bus) -> None:
     assert [f.value if f else None for f in found] == [b"three", None, b"three"]
 
 
-async def test_publish_is_deduplicated_by_message_id(bus: Bus) -> None:
-    event = release_event()
-    first = await bus.publish(event)
-    second = await bus.publish(event)
-    assert not first.duplicate
-    assert second.duplicate
-    assert second.seq == first.seq
-
-
 async def test_refusals_and_silence_raise_what_nats_py_raises(bus: Bus) -> None:
     replies = Replies(bus.nc)
     event = release_event()
