@@ -135,6 +135,7 @@ class RemediatorService:
         self.rules_kv = rules_kv
         self.kube = kube
         self.etcd_changes = EtcdChanges()
+        self.stateless = runner.actions.stateless()  # their rules' snapshots read no records
 
     def summary(self) -> list[str]:
         """The rules in force and where each comes from, for `medic run`'s start-up summary."""
@@ -254,7 +255,9 @@ class RemediatorService:
         problem's record as this handler just wrote it (not read again). `matched`: the rules
         in force when the event was matched, and its candidates among them."""
         matched_against, candidates = matched
-        snapshot = await self.state.snapshot(event.cluster, key, candidates, recorded)
+        snapshot = await self.state.snapshot(
+            event.cluster, key, candidates, recorded, self.stateless
+        )
         waits: list[float] = []
         on_etcd = True
         ruleset = self.rules.ruleset

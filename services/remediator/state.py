@@ -246,12 +246,15 @@ class StateStore:
         problem: str,
         rules: list[CompiledRule],
         problem_record: dict[str, Any] | None = None,
+        stateless: frozenset[str] = frozenset(),
     ) -> Snapshot:
         """Everything the engine reads, fetched concurrently (one round trip's latency, not
         two per rule plus two). Not read again: the problem's record when the caller has just
         written it (`problem_record`, from `record_problem`), and etcd's state when no rule
-        has an etcd precondition (the engine reads it for nothing else)."""
-        names = [compiled.rule.name for compiled in rules]
+        has an etcd precondition (the engine reads it for nothing else). Not read at all: the
+        object and rule records of rules whose action is in `stateless` (none is ever kept
+        for them, `KeepsNoState`); the engine sees them as new."""
+        names = [c.rule.name for c in rules if c.rule.spec.action.name not in stateless]
         keys = [
             *(f"object.{stable_id(name, problem)}" for name in names),
             *(f"rule.{stable_id(name)}" for name in names),

@@ -91,6 +91,17 @@ class JudgesObject(Protocol):
 
 
 @runtime_checkable
+class KeepsNoState(Protocol):
+    """An action whose decisions leave no per-object or per-rule record: it writes nothing
+    (`notify-only`), so no attempt, cooldown, rate or circuit-breaker entry is ever kept for
+    its rules, and the engine's snapshot reads none for them (two KV reads fewer per
+    decision; issue 15). Declared, not inferred: an action without RBAC may still act
+    elsewhere."""
+
+    keeps_no_state: Literal[True]
+
+
+@runtime_checkable
 class AppliesItself(Protocol):
     """An action whose writes are more than the one write a Plan describes (`migrate-api-version`
     re-stores every object of a CRD, then trims its status): the runner calls its `apply`."""
@@ -160,6 +171,14 @@ class ActionRegistry:
     def params_models(self) -> dict[str, type[BaseModel]]:
         """Action name -> its parameters model: what the rule loader checks params against."""
         return {name: action.params_model for name, action in self._actions.items()}
+
+    def stateless(self) -> frozenset[str]:
+        """The names of the actions that keep no state (`KeepsNoState`)."""
+        return frozenset(
+            name
+            for name, action in self._actions.items()
+            if isinstance(action, KeepsNoState) and action.keeps_no_state is True
+        )
 
     def __contains__(self, name: object) -> bool:
         return name in self._actions

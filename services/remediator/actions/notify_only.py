@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
@@ -15,6 +15,7 @@ class NotifyOnlyAction:
     params_model: type[BaseModel] = NoParams
     rbac: tuple[dict[str, Any], ...] = ()
     example: dict[str, Any] = {"action": {"name": "notify-only"}, "notify": ["platform"]}
+    keeps_no_state: Literal[True] = True  # outcome no-op: no attempt or rule record is kept
 
     async def plan(
         self, ctx: ActionContext, target: ObjectRef, params: BaseModel, event: Event
