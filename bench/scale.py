@@ -9,9 +9,10 @@ After the run, every stored result is read back: exactly one final result per (e
 one durable consumer: one process, then two, each on a fresh nats-server and state bucket;
 the events are published once every process is ready, and the figure is events/s from the
 first publish until the durable consumer has acked them all. Each process's CPU time
-(/proc/<pid>/stat) says how many cores it had; nats-server and this process share the same
-machine. The two-replica run must also leave one final result per (event, rule): the claims
-are in NATS KV, so the replicas agree without talking to each other.
+(/proc/<pid>/stat) says how many cores it had, and so do nats-server's and this process's
+(publishing, polling), which share the same machine. The two-replica run must also leave one
+final result per (event, rule): the claims are in NATS KV, so the replicas agree without
+talking to each other.
 """
 
 from __future__ import annotations
@@ -137,13 +138,17 @@ async def _replica_run(base: Path, replicas: int, count: int, rules_dir: Path) -
             for process, port in started:
                 await wait_ready(port, process, timeout=120.0)
             pids = [p.process.pid for p in processes if p.process is not None]
+            assert server.process is not None
+            pids.append(server.process.pid)  # last: where the rest of the machine went
             cpu_before = [_cpu_seconds(pid) for pid in pids]
+            own_before = time.process_time()
             events = pipeline.make_events(count)
             begin = time.perf_counter()
             await pipeline.publish_events(bus, events)
             await remediator_adapter.until_consumed(bus, "remediator", count)
             elapsed = time.perf_counter() - begin
             cpu = [_cpu_seconds(pid) - b for pid, b in zip(pids, cpu_before, strict=True)]
+            own = time.process_time() - own_before
         finally:
             for process in processes:
                 await process.stop()
@@ -152,7 +157,9 @@ async def _replica_run(base: Path, replicas: int, count: int, rules_dir: Path) -
     return {
         "rate": count / elapsed,
         "seconds": elapsed,
-        "cores_used": [round(c / elapsed, 2) for c in cpu],
+        "cores_used": [round(c / elapsed, 2) for c in cpu[:-1]],
+        "nats_server_cores": round(cpu[-1] / elapsed, 2),
+        "benchmark_cores": round(own / elapsed, 2),  # publishing, polling the consumer
         "results_by_actor": per_process,
         **results,
     }
