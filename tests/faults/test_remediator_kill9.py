@@ -212,3 +212,72 @@ async def test_remediator_killed_three_times_reports_one_final_outcome_per_event
         if len(found) != 1 or found[0].data.outcome not in final
     }
     assert not wrong, f"{len(wrong)} events: {dict(run.stories())} (seed {run.seed})"
+
+
+NOTIFY_RULE = """
+apiVersion: medic.dev/v1alpha1
+kind: RemediationRule
+metadata: {name: tell-configmap}
+spec:
+  match: {types: [custom.kill-test], kinds: [ConfigMap]}
+  action: {name: notify-only}
+  notify: [ops]
+"""
+
+
+async def test_remediator_killed_three_times_notifies_once_per_event(tmp_path: Path) -> None:
+    """A rule whose action keeps no state takes a claim it never finishes (issue 15): killed
+    mid-run, the remediator still leaves exactly one result per event."""
+    seed = int(os.environ.get("MEDIC_FAULTS_SEED", random.randrange(1 << 30)))
+    thresholds = sorted(random.Random(seed).sample(range(200, 2 * N - 600), KILLS))
+    (tmp_path / "rules.yaml").write_text(NOTIFY_RULE)
+    events = [
+        custom_event(f"cm-{i:04d}", NAMESPACE, type_name=EVENT_TYPE, cluster="kill")
+        for i in range(2 * N)
+    ]
+    nats = EmbeddedNats(data_dir=tmp_path / "nats")
+    await nats.start()
+    bus = await Bus.connect(NatsSettings(urls=[nats.url]), name="kill9-notify")
+    try:
+        await bus.ensure_streams()
+        async with KubeSandbox.start() as sandbox:  # never written to
+            env = remediator_env(nats, sandbox, tmp_path / "rules.yaml")
+            process = ServiceProcess("remediator", env, tmp_path / "remediator.log")
+            process.start()
+            kills: list[int] = []
+
+            async def stored() -> int:
+                return (await bus.js.stream_info(RESULTS.name)).state.messages
+
+            try:
+                await bus.publish_many(events)
+                for threshold in thresholds:
+
+                    async def reached(at_least: int = threshold) -> bool:
+                        return await stored() >= at_least
+
+                    await eventually(reached, timeout=60.0, interval=0.01)
+                    process.kill()
+                    kills.append(await stored())
+                    process.start()
+
+                async def drained() -> bool:
+                    info = await bus.js.consumer_info(EVENTS.name, "remediator")
+                    return info.num_pending == 0 and info.num_ack_pending == 0
+
+                await eventually(drained, timeout=90.0, interval=0.2)
+            finally:
+                code = await process.stop()
+        results = [
+            r for r in await fetch_all(bus, RESULTS.name) if isinstance(r, RemediationResult)
+        ]
+    finally:
+        await bus.close()
+        await nats.stop()
+    print(f"seed={seed} killed at {kills} results of {2 * N}")  # noqa: T201
+    assert code == 0, process.logs()[-3000:]
+    assert kills[-1] < 2 * N, "the remediator finished before the last kill"
+    per_event = collections.Counter(r.data.event_id for r in results)
+    assert set(per_event) == {e.id for e in events}, "events without a result"
+    assert set(per_event.values()) == {1}, f"more than one result (seed {seed})"
+    assert {r.data.outcome for r in results} == {Outcome.NO_OP}

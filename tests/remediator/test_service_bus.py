@@ -23,7 +23,8 @@ from medic.remediator.settings import RemediatorSettings
 from medic.runtime import subjects
 from medic.runtime.bus import Bus
 from medic.runtime.consumer import Delivery
-from medic.runtime.errors import PermanentError
+from medic.runtime.errors import Deferred, PermanentError
+from medic.runtime.settings import NatsSettings
 from medic.schemas import Outcome, RemediationResult, decode_message
 from medic.testing.factories import release_event
 from medic.testing.waiting import eventually
@@ -93,6 +94,43 @@ async def test_redelivered_event_is_not_applied_twice(bus: Bus) -> None:
     assert len(found) == 1
     assert found[0].data.outcome is Outcome.NO_OP
     assert found[0].data.notify == ["ops"]
+
+
+WAITING_RULE = """
+apiVersion: medic.dev/v1alpha1
+kind: RemediationRule
+metadata: {name: later}
+spec:
+  match: {problems: [failed]}
+  for: 10m
+  action: {name: notify-only}
+"""
+
+
+async def test_a_stateless_decision_is_not_repeated_when_its_event_comes_back(
+    nats_settings: NatsSettings,
+) -> None:
+    """A notify-only decision takes a claim it never finishes (issue 15), but when its event
+    has to come back for another rule (a `for:` wait) the claim is finished first: past the
+    results' dedup window, the event's return publishes no second result."""
+    short = nats_settings.model_copy(update={"duplicate_window": 0.5})
+    bus = await Bus.connect(short, name="test-short-dedup")
+    try:
+        await bus.ensure_streams()
+        service = await create(bus, None, settings(), "test")  # type: ignore[arg-type]
+        rules = RULE.format(name="ops", pattern="*") + "---\n" + WAITING_RULE
+        service.rules.ruleset = RuleSet.build(load_text(rules, "rules.yaml").rules)
+        event = release_event("web")
+        subject = "medic.events.test.release.failed"
+        with pytest.raises(Deferred):
+            await service.handle(event, Delivery(subject, 1, 1, is_last_attempt=False))
+        await asyncio.sleep(1.0)  # the window is over: JetStream would store a copy now
+        with pytest.raises(Deferred):
+            await service.handle(event, Delivery(subject, 1, 2, is_last_attempt=False))
+        found = await results(bus)
+    finally:
+        await bus.close()
+    assert [(r.data.rule, r.data.outcome) for r in found] == [("ops", Outcome.NO_OP)]
 
 
 async def test_two_replicas_act_once_per_problem(bus: Bus) -> None:
