@@ -2,6 +2,7 @@
 
 Keys (KV keys allow `[-/_=.a-zA-Z0-9]`, so object keys are hashed):
     claim.<id>            an (event, rule) decision claimed by one replica: create-if-absent
+                          (never finished for a rule whose action keeps no state)
     object.<id>           attempts / last attempt / outcome per (rule, problem)
     problem.<id>          firing since / resolved at per problem
     rule.<name>           recent actions and failures (rate limit, circuit breaker)
