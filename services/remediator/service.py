@@ -262,9 +262,9 @@ class RemediatorService:
         key: str,
         matched: tuple[RuleSet, list[Any]],
         delivery: Delivery,
-        recorded: dict[str, Any] | None = None,
+        recorded: dict[str, Any] | None,
         *,
-        open_claims: list[tuple[str, Outcome]] | None = None,
+        open_claims: list[tuple[str, Outcome]],
     ) -> tuple[list[float], bool]:
         """Carry out what the engine decides now; the waits left, and whether every one of
         them waits on etcd's next record (an end only an event can bring). `recorded`: the
@@ -325,14 +325,12 @@ class RemediatorService:
             return await self.state.record_problem(key, firing, event.time)
         return None
 
-    async def _claim(
-        self, decision: Decision, event: Any, delivery: Delivery, *, open_claims: bool
-    ) -> str:
+    async def _claim(self, decision: Decision, event: Any, delivery: Delivery) -> str:
         """The claim on this decision; one never finished for a rule whose action keeps no
-        state, when the caller collects such claims (`open_claims`)."""
+        state (`stateless`)."""
         step = f"{decision.name}:{decision.verdict.value}:{decision.attempt}"
         who = (event.id, decision.name, step, self.settings.actor, self.settings.lease_seconds)
-        if open_claims and decision.rule.rule.spec.action.name in self.stateless:
+        if decision.rule.rule.spec.action.name in self.stateless:
             return await self.state.claim_stateless(*who, redelivered=delivery.num_delivered > 1)
         return await self.state.claim(*who)
 
@@ -344,12 +342,12 @@ class RemediatorService:
         delivery: Delivery,
         bound: Any,
         *,
-        open_claims: list[tuple[str, Outcome]] | None = None,
+        open_claims: list[tuple[str, Outcome]],
     ) -> tuple[Outcome | None, float | None]:
         """Claim, act (or escalate/skip), record and publish one decision; returns its outcome
         and, for a refusal to be re-checked, the delay until the next plan. A decision of a
         rule whose action keeps no state takes a claim it never finishes (`open_claims`)."""
-        claim = await self._claim(decision, event, delivery, open_claims=open_claims is not None)
+        claim = await self._claim(decision, event, delivery)
         if claim == "done":
             bound.info("decision_already_done")
             return None, None
@@ -378,10 +376,10 @@ class RemediatorService:
         await self._publish(decision, event, key, outcome, reason, plan, started, clock)
         # `failed` is retried after the backoff (a new step of the same claim); the rest is final.
         final = outcome is not Outcome.FAILED
-        if claim != "stateless" or not final or open_claims is None:
-            await self.state.finish(event.id, decision.name, outcome.value, final=final)
-        else:
+        if claim == "stateless" and final:
             open_claims.append((decision.name, outcome))
+        else:
+            await self.state.finish(event.id, decision.name, outcome.value, final=final)
         bound.info("decision_done", outcome=outcome.value, reason=reason, attempt=decision.attempt)
         return outcome, None
 

@@ -61,6 +61,10 @@ CONFLICT_BACKOFF = Backoff(base=0.01, cap=0.5)
 SHARED_KEYS = ("rule.", "etcd.")  # written by every decision of a rule / every etcd event
 
 
+def _claim_record(owner: str, step: str, now: datetime) -> dict[str, Any]:
+    return {"owner": owner, "at": now.isoformat(), "done": False, "step": step}
+
+
 def claim_refused(
     current: dict[str, Any], step: str, owner: str, now: datetime, lease: float
 ) -> str | None:
@@ -152,12 +156,7 @@ class StateStore:
         retried after the backoff) lets the next attempt's step claim it again."""
         key = f"claim.{stable_id(event_id, rule)}"
         now = datetime.now(UTC)
-        record: dict[str, Any] = {
-            "owner": owner,
-            "at": now.isoformat(),
-            "done": False,
-            "step": step,
-        }
+        record = _claim_record(owner, step, now)
         if len(self._held) > MAX_HELD:  # left by handlers that failed: forget (reads fall back)
             self._held.clear()
         try:  # the common case, a decision nobody has seen: one round trip
@@ -167,10 +166,23 @@ class StateStore:
         else:
             return "claimed"
         current, revision = await self._read(key)
+        return await self._take_over(key, (current, revision), record, now, lease)
+
+    async def _take_over(
+        self,
+        key: str,
+        found: tuple[dict[str, Any], int | None],
+        record: dict[str, Any],
+        now: datetime,
+        lease: float,
+    ) -> str:
+        """Judge a claim record someone wrote before (`found`: it and its revision): refuse
+        it, or write `record` over it, keeping the marks of an owner that stopped."""
+        current, revision = found
+        if revision is None:
+            return "busy"  # removed under us: come back
         try:
-            if revision is None:
-                return "busy"  # removed under us: come back
-            refused = claim_refused(current, step, owner, now, lease)
+            refused = claim_refused(current, record["step"], record["owner"], now, lease)
             if refused:
                 return refused
             interrupted = not current.get("done")
@@ -199,20 +211,18 @@ class StateStore:
         long wait is `done` too. A record of the usual kind (the rule's action was changed
         since) is judged as `claim` does."""
         key = f"claim.{stable_id(event_id, rule)}"
-        at = datetime.now(UTC).isoformat()
-        record = {"owner": owner, "at": at, "done": False, "step": step, "stateless": True}
+        now = datetime.now(UTC)
+        record = _claim_record(owner, step, now)
         try:
-            await self.ops.create(key, _dump(record))
+            await self.ops.create(key, _dump({**record, "stateless": True}))
         except KeyWrongLastSequenceError:
             pass
         else:
             return "stateless"
         current, revision = await self._read(key)
-        if revision is None:
-            return "busy"  # removed under us: come back
-        if current.get("stateless") and not current.get("done"):
+        if revision is not None and current.get("stateless") and not current.get("done"):
             return "stateless" if redelivered else "done"
-        return await self.claim(event_id, rule, step, owner, lease)
+        return await self._take_over(key, (current, revision), record, now, lease)
 
     async def _update_held(self, key: str, change: dict[str, Any], *, last: bool) -> None:
         """Change a claim this replica holds, with the revision it wrote (no read); anything
