@@ -15,6 +15,7 @@ from __future__ import annotations
 import collections
 import os
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -103,6 +104,34 @@ class KillRun:
 _RUNS: dict[str, KillRun] = {}
 
 
+async def kill_at(
+    process: ServiceProcess, thresholds: list[int], progress: Callable[[], Awaitable[int]]
+) -> list[int]:
+    """SIGKILL the process each time `progress` reaches the next threshold, and start it
+    again; the progress at each kill."""
+    kills: list[int] = []
+    for threshold in thresholds:
+
+        async def reached(at_least: int = threshold) -> bool:
+            return await progress() >= at_least
+
+        await eventually(reached, timeout=60.0, interval=0.01)
+        process.kill()
+        kills.append(await progress())
+        process.start()
+    return kills
+
+
+async def stored_results(bus: Bus) -> int:
+    return (await bus.js.stream_info(RESULTS.name)).state.messages
+
+
+async def drained(bus: Bus) -> bool:
+    """The remediator's durable has nothing left to deliver or to be acked."""
+    info = await bus.js.consumer_info(EVENTS.name, "remediator")
+    return bool(info.num_pending == 0 and info.num_ack_pending == 0)
+
+
 async def kill_run(directory: Path) -> KillRun:
     """The run (once per session; the second test judges the same one)."""
     if "run" not in _RUNS:
@@ -135,30 +164,19 @@ async def remediate_while_killing(nats: EmbeddedNats, bus: Bus, directory: Path)
         env = remediator_env(nats, sandbox, directory / "rules.yaml")
         process = ServiceProcess("remediator", env, directory / "remediator.log")
         process.start()
-        kills: list[int] = []
         try:
             await bus.publish_many(events)
-            for threshold in thresholds:
 
-                async def reached(at_least: int = threshold) -> bool:
-                    return count_patches(sandbox.store, NAMESPACE) >= at_least
+            async def patches() -> int:
+                return count_patches(sandbox.store, NAMESPACE)
 
-                await eventually(reached, timeout=60.0, interval=0.01)
-                process.kill()
-                kills.append(count_patches(sandbox.store, NAMESPACE))
-                process.start()
+            kills = await kill_at(process, thresholds, patches)
 
             async def all_reported() -> bool:
-                info = await bus.js.stream_info(RESULTS.name)
-                return info.state.messages >= N
+                return await stored_results(bus) >= N
 
             await eventually(all_reported, timeout=90.0, interval=0.2)
-
-            async def drained() -> bool:
-                info = await bus.js.consumer_info(EVENTS.name, "remediator")
-                return info.num_pending == 0 and info.num_ack_pending == 0
-
-            await eventually(drained, timeout=30.0, interval=0.2)
+            await eventually(lambda: drained(bus), timeout=30.0, interval=0.2)
         finally:
             code = await process.stop()
         annotations = {}
@@ -225,7 +243,9 @@ spec:
 """
 
 
-async def test_remediator_killed_three_times_notifies_once_per_event(tmp_path: Path) -> None:
+async def test_remediator_killed_three_times_notifies_once_per_event(
+    tmp_path: Path, nats_server: EmbeddedNats, bus: Bus
+) -> None:
     """A rule whose action keeps no state takes a claim it never finishes (issue 15): killed
     mid-run, the remediator still leaves exactly one result per event."""
     seed = int(os.environ.get("MEDIC_FAULTS_SEED", random.randrange(1 << 30)))
@@ -235,45 +255,17 @@ async def test_remediator_killed_three_times_notifies_once_per_event(tmp_path: P
         custom_event(f"cm-{i:04d}", NAMESPACE, type_name=EVENT_TYPE, cluster="kill")
         for i in range(2 * N)
     ]
-    nats = EmbeddedNats(data_dir=tmp_path / "nats")
-    await nats.start()
-    bus = await Bus.connect(NatsSettings(urls=[nats.url]), name="kill9-notify")
-    try:
-        await bus.ensure_streams()
-        async with KubeSandbox.start() as sandbox:  # never written to
-            env = remediator_env(nats, sandbox, tmp_path / "rules.yaml")
-            process = ServiceProcess("remediator", env, tmp_path / "remediator.log")
-            process.start()
-            kills: list[int] = []
-
-            async def stored() -> int:
-                return (await bus.js.stream_info(RESULTS.name)).state.messages
-
-            try:
-                await bus.publish_many(events)
-                for threshold in thresholds:
-
-                    async def reached(at_least: int = threshold) -> bool:
-                        return await stored() >= at_least
-
-                    await eventually(reached, timeout=60.0, interval=0.01)
-                    process.kill()
-                    kills.append(await stored())
-                    process.start()
-
-                async def drained() -> bool:
-                    info = await bus.js.consumer_info(EVENTS.name, "remediator")
-                    return info.num_pending == 0 and info.num_ack_pending == 0
-
-                await eventually(drained, timeout=90.0, interval=0.2)
-            finally:
-                code = await process.stop()
-        results = [
-            r for r in await fetch_all(bus, RESULTS.name) if isinstance(r, RemediationResult)
-        ]
-    finally:
-        await bus.close()
-        await nats.stop()
+    async with KubeSandbox.start() as sandbox:  # never written to
+        env = remediator_env(nats_server, sandbox, tmp_path / "rules.yaml")
+        process = ServiceProcess("remediator", env, tmp_path / "remediator.log")
+        process.start()
+        try:
+            await bus.publish_many(events)
+            kills = await kill_at(process, thresholds, lambda: stored_results(bus))
+            await eventually(lambda: drained(bus), timeout=90.0, interval=0.2)
+        finally:
+            code = await process.stop()
+    results = [r for r in await fetch_all(bus, RESULTS.name) if isinstance(r, RemediationResult)]
     print(f"seed={seed} killed at {kills} results of {2 * N}")  # noqa: T201
     assert code == 0, process.logs()[-3000:]
     assert kills[-1] < 2 * N, "the remediator finished before the last kill"
