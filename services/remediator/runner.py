@@ -1,8 +1,9 @@
 """Carries out one decision: claim -> plan -> (dry-run | backup, apply) -> verify -> result.
 
 Safe by construction: the claim (KV create-if-absent) makes a redelivered event or a second
-replica a no-op; `plan` re-reads the object and acts only if the problem still holds; the write
-carries the judged resourceVersion, and a 409 means "someone changed it": re-plan (at most
+replica a no-op; `plan` re-reads the object (or judges what the event quotes of it, for an
+action that `JudgesEvent`) and acts only if the problem still holds; the write carries the
+judged resourceVersion, and a 409 means "someone changed it": re-plan from a read (at most
 three times); every write and planned write is audited; verification checks the rule's success
 condition when the object changes, until its timeout (`medic.remediator.verification`), parked:
 it holds no worker of the consumer meanwhile. Every decision ends in exactly one published
@@ -29,6 +30,7 @@ from medic.remediator.actions.base import (
     ActionContext,
     ActionRegistry,
     AppliesItself,
+    JudgesEvent,
     JudgesObject,
     Plan,
     resource_type,
@@ -148,8 +150,8 @@ class Runner:
         if target is None:
             return RunOutcome(Outcome.SKIPPED, "event names no object")
         dry_run = self.dry_run or spec.dry_run
-        for _ in range(3):
-            plan = await action.plan(self.context, target, params, event)
+        for attempt in range(3):
+            plan = await self._plan(action, target, params, event, read=attempt > 0)
             judgement = judged(plan)
             if judgement is not None:
                 return judgement
@@ -168,6 +170,17 @@ class Runner:
                 return RunOutcome(Outcome.ESCALATED, plan.escalation, plan)
             return await self.verify(decision, plan, until, park, written=after)
         return RunOutcome(Outcome.FAILED, "kept conflicting with other writers", None)
+
+    async def _plan(
+        self, action: Action, target: ObjectRef, params: Any, event: Event, *, read: bool
+    ) -> Plan:
+        """The action's plan; from what the event quotes when the action can judge that and
+        `read` is false (after a lost race the object is read)."""
+        if not read and isinstance(action, JudgesEvent):
+            plan = action.plan_from_event(self.context, target, params, event)
+            if plan is not None:
+                return plan
+        return await action.plan(self.context, target, params, event)
 
     async def verify(
         self,

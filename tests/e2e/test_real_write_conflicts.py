@@ -133,6 +133,52 @@ async def test_a_merge_patch_racing_another_writer_is_rewritten_at_the_new_versi
     assert int(now["metadata"]["resourceVersion"]) > int(str(racer.raced_at))
 
 
+async def test_a_retry_planned_from_the_watchers_quote_is_refused_when_the_release_moved_on(
+    control_plane: ControlPlane, real_namespace: str, tmp_path: Path
+) -> None:
+    """S1's retry is planned from what the watcher's event quotes of the release (Ready, the
+    request annotations) at the resourceVersion it names, with no read first. helm-controller
+    makes the release Ready while Medic's reset is on its way: the real server refuses the
+    write at the quoted version (409), Medic reads the release, finds it Ready and writes
+    nothing, so helm-controller's own recovery stands."""
+    ns, name = real_namespace, "podinfo-recovered"
+    world = ApiWorld(control_plane)
+    world.put(
+        objects.helmrelease(name, ns, status=objects.etcd_failed_status(name, ns)),
+        manager="helm-controller",
+    )
+    path = world.resource(flux.api_version("v2"), flux.KIND).path(ns, name)
+    recovers = functools.partial(
+        world.patch_merge,
+        flux.api_version("v2"),
+        flux.KIND,
+        name,
+        ns,
+        {"status": objects.ready_status(name, ns)},
+        status=True,
+        manager="helm-controller",
+    )
+    racer = RacingWriter(path, recovers)
+    async with ApiProxy(control_plane, before=racer.before) as proxy:
+        kubeconfig = proxy.write_kubeconfig(tmp_path / "proxy.kubeconfig")
+        async with e2e.on_cluster(
+            tmp_path / "medic", kubeconfig, tuned_rules(TIMINGS), timings=TIMINGS,
+            etcd_endpoints=control_plane.etcd.client_urls, namespaces=[ns],
+        ) as rig:  # fmt: skip
+            result = await e2e.result_for(
+                rig, name, ["skipped", "applied", "succeeded", "failed"], timeout=60
+            )
+            assert result.data.outcome.value == "skipped", result.data.reason
+            assert result.data.reason == "already-fixed: already-ready"
+            about = [(p.method, p.status) for p in proxy.passed if p.path == path]
+            assert about == [("PATCH", 409), ("GET", 200)], about
+            assert not [a for a in await rig.audit() if a.data.object.name == name]
+    e2e.assert_services_exited_cleanly(rig)
+    now = world.get(flux.api_version("v2"), flux.KIND, name, ns)
+    assert now is not None
+    assert flux.REQUESTED_AT not in (now["metadata"].get("annotations") or {})
+
+
 def read_only_medic(plane: ControlPlane, namespace: str) -> Path:
     """A kubeconfig for a ServiceAccount that may read everything and write nothing."""
     rbac = "rbac.authorization.k8s.io"

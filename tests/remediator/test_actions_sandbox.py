@@ -155,6 +155,92 @@ async def test_s1_retry_waits_for_etcd_then_resets_and_is_verified(
     assert [a.data.outcome for a in audits if isinstance(a, AuditEntry)] == ["written"]
 
 
+def etcd_stable_long_ago() -> Any:
+    stable = etcd_event(EtcdCondition.STABLE, cluster="test")
+    since = stable.time.replace(year=2025)
+    return stable.model_copy(
+        update={"data": stable.data.model_copy(update={"stable_since": since})}
+    )
+
+
+def quoting_event(name: str, stored: dict[str, Any]) -> Any:
+    """The stalled event as the helmrelease source emits it: the object's resourceVersion and
+    what `retry` judges (Ready, the request annotations) quoted as of that version."""
+    event = release_event(
+        name,
+        cluster="test",
+        problem=ReleaseProblem.STALLED,
+        fields={"ready": "False", flux.REQUESTED_AT: "earlier", flux.RESET_AT: None,
+                flux.FORCE_AT: None},
+    )  # fmt: skip
+    version = stored["metadata"]["resourceVersion"]
+    ref = event.data.object.model_copy(update={"resource_version": version})
+    return event.model_copy(update={"data": event.data.model_copy(update={"object": ref})})
+
+
+def requests_about(sandbox: KubeSandbox, name: str) -> list[tuple[str, int]]:
+    return [
+        (r.verb, r.status)
+        for r in sandbox.store.requests
+        if r.name == name and r.resource == "helmreleases"
+    ]
+
+
+async def test_s1_retry_plans_from_what_the_event_quotes_and_writes_without_reading_first(
+    bus: Bus, kube: KubeClient, sandbox: KubeSandbox
+) -> None:
+    """One request per fix: the write is judged on the event's quote at its resourceVersion,
+    which the write carries; the audit's `before` is the quoted annotation."""
+    play_helm_controller(sandbox)
+    release = objects.helmrelease("quoted", status=objects.etcd_failed_status("quoted", "apps"))
+    release["metadata"]["annotations"] = {flux.REQUESTED_AT: "earlier"}
+    stored = sandbox.store.put(release)
+    remediator = await service(bus, kube)
+    stable = etcd_stable_long_ago()
+    await remediator.handle(stable, delivery(stable))
+    event = quoting_event("quoted", stored)
+    await remediator.handle(event, delivery(event))
+    [result] = await results(bus)
+    assert result.data.outcome is Outcome.SUCCEEDED, result.data.reason
+    # The first request is the write (a GET after it is the verification's own check).
+    assert requests_about(sandbox, "quoted")[0] == ("patch", 200)
+    [written] = [a for a in await stream(bus, "medic.audit.>", subjects.AUDIT.name)
+                 if isinstance(a, AuditEntry) and a.data.outcome == "written"]  # fmt: skip
+    assert written.data.before is not None
+    before = {c["path"]: c["before"] for c in written.data.before["changes"]}
+    assert before == {
+        "/metadata/annotations/reconcile.fluxcd.io~1requestedAt": "earlier",
+        "/metadata/annotations/reconcile.fluxcd.io~1resetAt": None,
+    }
+
+
+async def test_s1_retry_from_a_stale_quote_is_refused_and_judged_again_from_a_read(
+    bus: Bus, kube: KubeClient, sandbox: KubeSandbox
+) -> None:
+    """helm-controller made the release Ready after the watcher quoted it: the write at the
+    quoted version is refused (409), the release is read, and nothing is written."""
+    stored = sandbox.store.put(
+        objects.helmrelease("moved", status=objects.etcd_failed_status("moved", "apps"))
+    )
+    event = quoting_event("moved", stored)
+    sandbox.store.patch_merge(
+        HR, "HelmRelease", "moved", "apps", {"status": objects.ready_status("moved", "apps")},
+        status=True, manager="helm-controller",
+    )  # fmt: skip
+    remediator = await service(bus, kube)
+    stable = etcd_stable_long_ago()
+    await remediator.handle(stable, delivery(stable))
+    await remediator.handle(event, delivery(event))
+    [result] = await results(bus)
+    assert result.data.outcome is Outcome.SKIPPED
+    assert result.data.reason == "already-fixed: already-ready"
+    assert requests_about(sandbox, "moved") == [("patch", 409), ("get", 200)]
+    assert (
+        "annotations"
+        not in (sandbox.store.get(HR, "HelmRelease", "moved", "apps") or {})["metadata"]
+    )
+
+
 async def test_problem_cleared_before_action_is_skipped(
     bus: Bus, kube: KubeClient, sandbox: KubeSandbox
 ) -> None:

@@ -310,3 +310,21 @@ def test_what_the_real_helm_controller_writes_after_leader_changed_is_a_stalled_
     assert stalled.classification is MessageClass.TRANSIENT_ETCD
     assert stalled.etcd_error == etcd.LEADER_CHANGED
     assert stalled.evidence.reason == "RetriesExceeded"
+
+
+def test_a_failure_quotes_ready_and_the_reconcile_requests_as_of_the_judged_version() -> None:
+    """What `retry` plans from without reading the release again: Ready's status and each
+    request annotation (None: not on the object), as of the resourceVersion the event names."""
+    obj = objects.helmrelease("podinfo", status=objects.etcd_failed_status("podinfo", "apps"))
+    obj["metadata"]["annotations"] = {flux.REQUESTED_AT: "earlier", "unrelated": "x"}
+    src = source_of(helmrelease, [obj])
+    item = next(iter(src.tracked.values()))
+    findings = helmrelease.judge(item, NOW, src, helmrelease.HelmReleaseSettings())
+    assert len(findings) == 2
+    for finding in findings:
+        assert finding.evidence.fields == {
+            "ready": "False",
+            flux.REQUESTED_AT: "earlier",
+            flux.RESET_AT: None,
+            flux.FORCE_AT: None,
+        }

@@ -91,6 +91,19 @@ class JudgesObject(Protocol):
 
 
 @runtime_checkable
+class JudgesEvent(Protocol):
+    """An action that can plan from what the event quotes of the object at the resourceVersion
+    it names, without reading the object first (issue 15: one API request per fix, and no read
+    between detection and the write). Sound because the plan's write carries that version:
+    if the object changed since, the API server refuses it (409) and the runner plans again
+    with `plan`, which reads. None when the event does not quote enough."""
+
+    def plan_from_event(
+        self, ctx: ActionContext, target: ObjectRef, params: BaseModel, event: Event
+    ) -> Plan | None: ...
+
+
+@runtime_checkable
 class KeepsNoState(Protocol):
     """An action whose decisions leave no per-object or per-rule record: it writes nothing
     (`notify-only`), so no attempt, cooldown, rate or circuit-breaker entry is ever kept for

@@ -50,6 +50,10 @@ class HelmReleaseSettings(BaseModel):
 
 
 CONDITIONS = frozenset({flux.READY, flux.STALLED, flux.RELEASED})  # what the judgement reads
+# Quoted in a failure's evidence with Ready's status, each key present (None: not on the object),
+# so that an action can judge the release as of the event's resourceVersion without reading it
+# again (`retry`'s plan; the write carries that version, so any change since is refused).
+REQUESTS = (flux.REQUESTED_AT, flux.RESET_AT, flux.FORCE_AT)
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,11 +69,18 @@ class HelmReleaseView:
     released: Cond | None
     written_at: datetime | None
     depends_on: tuple[tuple[str, str], ...]
+    requests: tuple[tuple[str, str], ...] = ()  # the reconcile-request annotations present
 
     @property
     def ready(self) -> bool:
         ready = self.ready_condition
         return ready is not None and ready.status == "True"
+
+    def quoted(self) -> dict[str, str | None]:
+        """Ready's status and the reconcile-request annotations, as of the judged version."""
+        present = dict(self.requests)
+        ready = self.ready_condition
+        return {"ready": ready.status if ready else None} | {k: present.get(k) for k in REQUESTS}
 
 
 def project(obj: dict[str, Any]) -> HelmReleaseView:
@@ -83,6 +94,7 @@ def project(obj: dict[str, Any]) -> HelmReleaseView:
         if isinstance(d, dict) and d.get("name")
     )
     conditions = compact_conditions(obj, CONDITIONS)
+    annotations = metadata.get("annotations") or {}
     return HelmReleaseView(
         namespace=namespace,
         generation=int(metadata.get("generation", 0) or 0),
@@ -92,6 +104,7 @@ def project(obj: dict[str, Any]) -> HelmReleaseView:
         released=conditions.get(flux.RELEASED),
         written_at=written_at,
         depends_on=deps,
+        requests=tuple((k, str(annotations[k])) for k in REQUESTS if k in annotations),
     )
 
 
@@ -114,7 +127,10 @@ def judge(
             kind, error = classify(ready.message)
             if ready.reason in flux.FAILED_REASONS or error is not None:
                 evidence = Evidence(
-                    condition=ready.model(), reason=ready.reason, message=ready.message
+                    condition=ready.model(),
+                    reason=ready.reason,
+                    message=ready.message,
+                    fields=view.quoted(),
                 )
                 findings.append(
                     Finding(
@@ -129,7 +145,9 @@ def judge(
     if stalled is not None and stalled.status == "True":
         message = ready.message if ready is not None else stalled.message
         kind, error = classify(message)
-        evidence = Evidence(condition=stalled.model(), reason=stalled.reason, message=message)
+        evidence = Evidence(
+            condition=stalled.model(), reason=stalled.reason, message=message, fields=view.quoted()
+        )
         findings.append(
             Finding(
                 ReleaseProblem.STALLED,
