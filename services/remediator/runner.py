@@ -158,6 +158,7 @@ class Runner:
             if dry_run:
                 await self._audit(decision, event, target, plan, "dry-run")
                 return RunOutcome(Outcome.PLANNED, "dry-run", plan)
+            sent_at = asyncio.get_running_loop().time()
             after = await self._write_or_rejudge(decision, plan, on_writing)
             if after is REJUDGE:
                 log.info("write_conflict_rejudging", rule=decision.name, event_id=event.id)
@@ -168,7 +169,7 @@ class Runner:
             await self._audit(decision, event, target, plan, "written", after=after)
             if plan.escalation:  # part of the work was refused: people must finish it
                 return RunOutcome(Outcome.ESCALATED, plan.escalation, plan)
-            return await self.verify(decision, plan, until, park, written=after)
+            return await self.verify(decision, plan, until, park, written=after, sent_at=sent_at)
         return RunOutcome(Outcome.FAILED, "kept conflicting with other writers", None)
 
     async def _plan(
@@ -190,9 +191,11 @@ class Runner:
         park: Park,
         *,
         written: Any = None,
+        sent_at: float | None = None,
     ) -> RunOutcome:
         """Wait, parked, until the rule's success condition holds or `until` passes; also what
-        an owner taking over after a crash runs for a fix its predecessor wrote."""
+        an owner taking over after a crash runs for a fix its predecessor wrote. `sent_at`:
+        the loop time before this process sent the write (`written` is its answer)."""
         spec = decision.rule.rule.spec
         action = self.actions.get(spec.action.name)
         check = functools.partial(self._check, action, plan, decision.rule)
@@ -208,7 +211,7 @@ class Runner:
         checked = bool(version)
         if version and (judge(written) if judge is not None else await check_holds(check)):
             return RunOutcome(Outcome.SUCCEEDED, "", plan)
-        async with self._changes_of(plan, version) as subscription, park():
+        async with self._changes_of(plan, version, sent_at) as subscription, park():
             self._waiting.add(subscription)
             try:
                 verified = await wait_verified(
@@ -225,7 +228,9 @@ class Runner:
         return verified_outcome(verified, plan, spec.verify.condition)
 
     @contextlib.asynccontextmanager
-    async def _changes_of(self, plan: Plan, version: str) -> AsyncIterator[Subscription]:
+    async def _changes_of(
+        self, plan: Plan, version: str, sent_at: float | None
+    ) -> AsyncIterator[Subscription]:
         """Changes of what the check reads: the written object, or the one the action names in
         `extra["verify_watch"]` (group, version, plural, kind, namespace, name) when its check
         reads another (Fleet copies a Bundle's field into the BundleDeployment it checks)."""
@@ -233,13 +238,13 @@ class Runner:
         if watched is not None:
             group, api, plural, kind, namespace, name = watched
             rt: ResourceType | None = ResourceType(group, api, plural, kind)
-            version = ""  # another object's history: from now (its state was just checked)
+            version, sent_at = "", None  # another object's history: from now (just checked)
         else:
             rt, namespace, name = plan.rt, plan.namespace, plan.name
         if self.changes is None or rt is None or not name:
             yield Subscription()
             return
-        async with self.changes.subscribe(rt, namespace, name, version) as sub:
+        async with self.changes.subscribe(rt, namespace, name, version, sent_at) as sub:
             yield sub
 
     async def _write_or_rejudge(

@@ -88,6 +88,10 @@ class ObjectChanges:
         # Per running watch: each object's state as it last delivered it (None: deleted), so a
         # verification that joins the watch later judges that instead of reading the object.
         self._latest: dict[WatchKey, dict[str, Any]] = {}
+        # Per running watch: a loop time by which the version it started from had been applied
+        # (None after it restarted from "now"): a write sent after that comes after its start,
+        # so the watch delivers it and every change since, and a subscriber needs no read.
+        self._since: dict[WatchKey, float | None] = {}
         self._tasks: asyncio.TaskGroup | None = None
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -110,10 +114,16 @@ class ObjectChanges:
 
     @contextlib.asynccontextmanager
     async def subscribe(
-        self, rt: ResourceType, namespace: str | None, name: str, resource_version: str = ""
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        resource_version: str = "",
+        sent_at: float | None = None,
     ) -> AsyncIterator[Subscription]:
         """Changes of one object from `resource_version` on (that of the object as written;
-        the watch then misses nothing between the write and the first check)."""
+        the watch then misses nothing between the write and the first check). `sent_at`: the
+        loop time before that write was sent, if the caller wrote it."""
         key: WatchKey = (rt, namespace if rt.namespaced else None)
         subscription = Subscription(watched=key, hub=self)
         names = self._waiting.setdefault(key, {})
@@ -121,20 +131,22 @@ class ObjectChanges:
         try:
             if key in self._watches:
                 # A watch someone else started: what it delivered about this object before we
-                # came is the latest the watch knows; when it delivered nothing, a change made
-                # before it started (after our write) could be missed: the caller checks once.
+                # came is the latest the watch knows. When it delivered nothing, a change made
+                # before it started (after our write) could be missed, unless it started
+                # before our write was sent; otherwise the caller checks once.
                 latest = self._latest.get(key, {})
                 if name in latest:
                     subscription.seen = latest[name]
                 else:
-                    subscription.joined_blind = True
+                    subscription.joined_blind = not self._covers(key, sent_at)
             elif self._tasks is not None:
                 start = resource_version or await self._version_of(rt, namespace, name)
                 # Checked again after the await: another subscriber may have started it.
                 if key not in self._watches and self._tasks is not None:
+                    self._since[key] = asyncio.get_running_loop().time()
                     self._watches[key] = self._tasks.create_task(self._watch(key, start))
                 else:
-                    subscription.joined_blind = True
+                    subscription.joined_blind = not self._covers(key, sent_at)
             yield subscription
         finally:
             names[name].discard(subscription)
@@ -147,6 +159,12 @@ class ObjectChanges:
                     task.cancel()
                 self._live.pop(key, None)
                 self._latest.pop(key, None)
+                self._since.pop(key, None)
+
+    def _covers(self, key: WatchKey, sent_at: float | None) -> bool:
+        """Whether the running watch of `key` started before a write sent at `sent_at`."""
+        since = self._since.get(key)
+        return since is not None and sent_at is not None and since <= sent_at
 
     async def _version_of(self, rt: ResourceType, namespace: str | None, name: str) -> str:
         """Where to start watching when the caller knows no version: the object's own."""
@@ -172,6 +190,7 @@ class ObjectChanges:
                         self._wake(key, str(metadata.get("name", "")), seen)
             except GoneError:  # history compacted: start from now; a change may be missed
                 version = ""
+                self._since[key] = None
                 self._wake_key(key)
             except ForbiddenError as exc:
                 self._lost(key, wlog, exc, failures)
