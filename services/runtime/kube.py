@@ -236,7 +236,9 @@ class KubeClient:
         self.attempts = attempts
         self.bucket = TokenBucket(settings.qps, settings.burst)
         self.session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(ssl=_ssl_context(configuration), limit=100),
+            connector=aiohttp.TCPConnector(
+                ssl=_ssl_context(configuration), limit=settings.connections
+            ),
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
         )
 

@@ -77,6 +77,13 @@ class KubeSettings(BaseModel):
     in_cluster: bool = False
     qps: float = Field(default=20.0, gt=0)
     burst: int = Field(default=50, ge=1)
+    connections: int = Field(
+        default=100,
+        ge=1,
+        description="HTTP connections to the API server at most, i.e. requests in flight (a "
+        "watch holds one); more wait in the client. Raise it with `qps` and the remediator's "
+        "`concurrency` for bursts of thousands of fixes.",
+    )
     request_timeout: float = Field(default=30.0, gt=0)
 
 

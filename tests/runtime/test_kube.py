@@ -338,3 +338,29 @@ async def test_token_bucket_limits_rate(api: tuple[Api, KubeClient]) -> None:
         await kube.get(SECRETS, "s", "apps")
     # 2 from the burst, then 4 at 20/s: at least ~0.2 s
     assert time.monotonic() - started >= 0.18
+
+
+async def test_requests_in_flight_are_bounded_by_connections(
+    api: tuple[Api, KubeClient], tmp_path: Path
+) -> None:
+    """`connections` caps the requests in flight (HTTP/1.1: one per connection); the rest wait
+    in the client. A bootstrap burst raises it with the remediator's concurrency."""
+    routes, _ = api
+    in_flight = peak = 0
+
+    async def slow(_: web.Request) -> web.StreamResponse:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.05)
+        in_flight -= 1
+        return web.json_response({})
+
+    routes.on("GET", "/api/v1/namespaces/apps/secrets/s", slow)
+    settings = KubeSettings(kubeconfig=tmp_path / "kubeconfig", context="ctx", connections=2)
+    client = await KubeClient.connect(settings)
+    try:
+        await asyncio.gather(*(client.get(SECRETS, "s", "apps") for _ in range(8)))
+    finally:
+        await client.close()
+    assert peak == 2
