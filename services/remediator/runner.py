@@ -177,8 +177,8 @@ class Runner:
     ) -> Plan:
         """The action's plan; from what the event quotes when the action can judge that and
         `read` is false (after a lost race the object is read)."""
-        if not read and isinstance(action, JudgesEvent):
-            plan = action.plan_from_event(self.context, target, params, event)
+        if not read and judges_event(type(action)):
+            plan = cast("JudgesEvent", action).plan_from_event(self.context, target, params, event)
             if plan is not None:
                 return plan
         return await action.plan(self.context, target, params, event)
@@ -355,6 +355,13 @@ class Runner:
             after=after if isinstance(after, dict) else None,
             backup_id=plan.extra.get("backup_id"),
         )
+
+
+@functools.cache
+def judges_event(kind: type) -> bool:
+    """Whether actions of this class plan from the event (`JudgesEvent`); once per class, as a
+    runtime protocol check costs microseconds and runs for every decision."""
+    return issubclass(kind, JudgesEvent)
 
 
 def judge_of(action: Action, plan: Plan, rule: CompiledRule) -> Judge | None:
