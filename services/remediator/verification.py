@@ -4,8 +4,8 @@ A verification can take minutes (helm-controller reconciling a release). It must
 worker re-reading the object meanwhile (issue 17): the rule's check runs once at the start,
 then again only when the object changed (one Kubernetes watch per resource type and namespace,
 shared by every verification waiting on an object there, open only while one waits), plus a
-slow resync for checks that read another object (fleet's force-reconcile reads a Secret) or a
-missed event; the timeout is a timer. Without a watch (RBAC lacks `watch`, or it keeps
+slow resync for checks that read another object (fleet's force-reconcile reads a Secret); the
+timeout is a timer. Without a watch (RBAC lacks `watch`, or it keeps
 failing) it falls back to re-checking every `verify.interval`.
 
 A check that judges the written object alone (`judge`, issue 15) is run on the object the watch
@@ -236,8 +236,9 @@ async def wait_verified(
 
     Checks at once (unless the caller just did: `checked`), then on each change of the object,
     every RESYNC seconds, and once at the deadline. With `judge`, a change the watch delivered
-    is judged on the object it carries (no read); otherwise `check` reads it, at most once per
-    `interval`, so a burst of status updates costs one read."""
+    is judged on the object it carries (no read), and a live watch's silence needs no resync
+    read (a burst's slow verifications made a GET each every 30 s); otherwise `check` reads
+    it, at most once per `interval`, so a burst of status updates costs one read."""
     loop = asyncio.get_running_loop()
     while True:
         subscription.changed.clear()
@@ -257,10 +258,11 @@ async def wait_verified(
         if loop.time() >= deadline:
             return False if read else await check_holds(check)
         pause = RESYNC if subscription.live else interval
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(
-                subscription.changed.wait(), max(0.0, min(pause, deadline - loop.time()))
-            )
+        quiet = not await _changed(subscription, max(0.0, min(pause, deadline - loop.time())))
+        # A live watch's silence says the object did not change (a lost watch wakes every
+        # waiter): with a judge, what was judged last still stands, so no read. A check that
+        # reads more than the object, or one without a watch, reads again.
+        checked = quiet and judge is not None and subscription.live
         if stopping.is_set():
             return None
         spacing = checked_at + interval - loop.time()
@@ -269,6 +271,15 @@ async def wait_verified(
                 await asyncio.wait_for(stopping.wait(), min(spacing, deadline - loop.time()))
             if stopping.is_set():
                 return None
+
+
+async def _changed(subscription: Subscription, timeout: float) -> bool:
+    """Whether the subscription was woken (a change, a lost watch, a stop) within `timeout`."""
+    try:
+        await asyncio.wait_for(subscription.changed.wait(), timeout)
+    except TimeoutError:
+        return False
+    return True
 
 
 async def check_holds(check: Callable[[], Awaitable[bool]]) -> bool:
