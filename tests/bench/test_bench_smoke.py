@@ -72,8 +72,9 @@ async def test_throughput_benchmark_reads_back_one_final_result_per_event_and_ru
 
 
 async def test_replicas_benchmark_runs_one_then_two_processes_on_one_durable() -> None:
-    rows = await bench("scale").replicas(count=100, rules=10)
+    rows = await bench("scale").replicas(count=100, rules=10, pairs=2)
     assert [row.name[:3] for row in rows] == ["15c"]
+    assert len(rows[0].extra["pair_ratios"]) == 2
     one, two = rows[0].extra["one"], rows[0].extra["two"]
     assert one["pairs"] == two["pairs"] == 100
     assert len(two["cores_used"]) == 2
