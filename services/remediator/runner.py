@@ -253,12 +253,13 @@ class Runner:
         plan: Plan,
         on_writing: Callable[[], Awaitable[None]] | None,
     ) -> Any:
-        """The written object, or REJUDGE when another writer got there first."""
+        """The written object, or REJUDGE when another writer got there first (or deleted it)."""
         try:
             if on_writing is not None:
                 await on_writing()
             return await self._write(decision, plan)
-        except ConflictError:
+        except (ConflictError, NotFoundError):
+            # 404: deleted since it was judged (a plan from the event's quote did not read it)
             return REJUDGE
         except InvalidError:
             # A JSON patch is applied to the object as it is now before its resourceVersion

@@ -241,6 +241,27 @@ async def test_s1_retry_from_a_stale_quote_is_refused_and_judged_again_from_a_re
     )
 
 
+async def test_s1_retry_from_a_quote_of_a_release_deleted_since_is_judged_again_not_retried(
+    bus: Bus, kube: KubeClient, sandbox: KubeSandbox
+) -> None:
+    """The release was deleted after the watcher quoted it: the write finds nothing (404), the
+    release is read, and the decision ends `object-deleted` instead of failing until it is
+    dead-lettered."""
+    stored = sandbox.store.put(
+        objects.helmrelease("gone", status=objects.etcd_failed_status("gone", "apps"))
+    )
+    event = quoting_event("gone", stored)
+    sandbox.store.delete(HR, "HelmRelease", "gone", "apps")
+    remediator = await service(bus, kube)
+    stable = etcd_stable_long_ago()
+    await remediator.handle(stable, delivery(stable))
+    await remediator.handle(event, delivery(event))
+    [result] = await results(bus)
+    assert result.data.outcome is Outcome.SKIPPED
+    assert result.data.reason == "already-fixed: object-deleted"
+    assert requests_about(sandbox, "gone") == [("patch", 404), ("get", 404)]
+
+
 async def test_problem_cleared_before_action_is_skipped(
     bus: Bus, kube: KubeClient, sandbox: KubeSandbox
 ) -> None:
