@@ -119,6 +119,25 @@ def play_helm_controller(sandbox: KubeSandbox) -> None:
     sandbox.store.on_write("HelmRelease", hook)
 
 
+def etcd_stable_long_ago(seq: int = 0) -> Any:
+    """etcd reported stable since long ago: the S1 rule's `etcdStableFor` holds at once."""
+    stable = etcd_event(EtcdCondition.STABLE, cluster="test", seq=seq)
+    since = stable.time.replace(year=2025)
+    return stable.model_copy(
+        update={"data": stable.data.model_copy(update={"stable_since": since})}
+    )
+
+
+async def decided_once_etcd_is_stable(bus: Bus, kube: KubeClient, event: Any) -> Any:
+    """The remediator's one result for `event`, handled after etcd was reported stable."""
+    remediator = await service(bus, kube)
+    stable = etcd_stable_long_ago()
+    await remediator.handle(stable, delivery(stable))
+    await remediator.handle(event, delivery(event))
+    [result] = await results(bus)
+    return result
+
+
 async def test_s1_retry_waits_for_etcd_then_resets_and_is_verified(
     bus: Bus, kube: KubeClient, sandbox: KubeSandbox
 ) -> None:
@@ -137,12 +156,7 @@ async def test_s1_retry_waits_for_etcd_then_resets_and_is_verified(
     assert (sandbox.store.get(HR, "HelmRelease", "podinfo", "apps") or {})["metadata"].get(
         "annotations"
     ) is None
-    stable = etcd_event(EtcdCondition.STABLE, cluster="test", seq=1)
-    stable = stable.model_copy(
-        update={
-            "data": stable.data.model_copy(update={"stable_since": stable.time.replace(year=2025)})
-        }
-    )
+    stable = etcd_stable_long_ago(seq=1)
     await remediator.handle(stable, delivery(stable))
     await asyncio.wait_for(parked, 10)  # woken by the recorded state: acts and verifies
     hr = sandbox.store.get(HR, "HelmRelease", "podinfo", "apps") or {}
@@ -153,14 +167,6 @@ async def test_s1_retry_waits_for_etcd_then_resets_and_is_verified(
     assert result.data.outcome is Outcome.SUCCEEDED
     audits = await stream(bus, "medic.audit.>", subjects.AUDIT.name)
     assert [a.data.outcome for a in audits if isinstance(a, AuditEntry)] == ["written"]
-
-
-def etcd_stable_long_ago() -> Any:
-    stable = etcd_event(EtcdCondition.STABLE, cluster="test")
-    since = stable.time.replace(year=2025)
-    return stable.model_copy(
-        update={"data": stable.data.model_copy(update={"stable_since": since})}
-    )
 
 
 def quoting_event(name: str, stored: dict[str, Any]) -> Any:
@@ -195,12 +201,7 @@ async def test_s1_retry_plans_from_what_the_event_quotes_and_writes_without_read
     release = objects.helmrelease("quoted", status=objects.etcd_failed_status("quoted", "apps"))
     release["metadata"]["annotations"] = {flux.REQUESTED_AT: "earlier"}
     stored = sandbox.store.put(release)
-    remediator = await service(bus, kube)
-    stable = etcd_stable_long_ago()
-    await remediator.handle(stable, delivery(stable))
-    event = quoting_event("quoted", stored)
-    await remediator.handle(event, delivery(event))
-    [result] = await results(bus)
+    result = await decided_once_etcd_is_stable(bus, kube, quoting_event("quoted", stored))
     assert result.data.outcome is Outcome.SUCCEEDED, result.data.reason
     # The first request is the write (a GET after it is the verification's own check).
     assert requests_about(sandbox, "quoted")[0] == ("patch", 200)
@@ -227,11 +228,7 @@ async def test_s1_retry_from_a_stale_quote_is_refused_and_judged_again_from_a_re
         HR, "HelmRelease", "moved", "apps", {"status": objects.ready_status("moved", "apps")},
         status=True, manager="helm-controller",
     )  # fmt: skip
-    remediator = await service(bus, kube)
-    stable = etcd_stable_long_ago()
-    await remediator.handle(stable, delivery(stable))
-    await remediator.handle(event, delivery(event))
-    [result] = await results(bus)
+    result = await decided_once_etcd_is_stable(bus, kube, event)
     assert result.data.outcome is Outcome.SKIPPED
     assert result.data.reason == "already-fixed: already-ready"
     assert requests_about(sandbox, "moved") == [("patch", 409), ("get", 200)]
@@ -252,11 +249,7 @@ async def test_s1_retry_from_a_quote_of_a_release_deleted_since_is_judged_again_
     )
     event = quoting_event("gone", stored)
     sandbox.store.delete(HR, "HelmRelease", "gone", "apps")
-    remediator = await service(bus, kube)
-    stable = etcd_stable_long_ago()
-    await remediator.handle(stable, delivery(stable))
-    await remediator.handle(event, delivery(event))
-    [result] = await results(bus)
+    result = await decided_once_etcd_is_stable(bus, kube, event)
     assert result.data.outcome is Outcome.SKIPPED
     assert result.data.reason == "already-fixed: object-deleted"
     assert requests_about(sandbox, "gone") == [("patch", 404), ("get", 404)]
@@ -266,17 +259,8 @@ async def test_problem_cleared_before_action_is_skipped(
     bus: Bus, kube: KubeClient, sandbox: KubeSandbox
 ) -> None:
     sandbox.store.put(objects.helmrelease("healed", status=objects.ready_status("healed", "apps")))
-    remediator = await service(bus, kube)
-    stable = etcd_event(EtcdCondition.STABLE, cluster="test")
-    stable = stable.model_copy(
-        update={
-            "data": stable.data.model_copy(update={"stable_since": stable.time.replace(year=2025)})
-        }
-    )
-    await remediator.handle(stable, delivery(stable))
     event = release_event("healed", cluster="test", problem=ReleaseProblem.STALLED)
-    await remediator.handle(event, delivery(event))
-    [result] = await results(bus)
+    result = await decided_once_etcd_is_stable(bus, kube, event)
     assert result.data.outcome is Outcome.SKIPPED
     assert result.data.reason.startswith("already-fixed")
     assert (
