@@ -23,7 +23,7 @@ from pathlib import Path
 
 import nats
 from nats.js import JetStreamContext
-from nats.js.errors import KeyWrongLastSequenceError
+from nats.js.errors import KeyWrongLastSequenceError, ServiceUnavailableError
 
 from medic.runtime import subjects
 from medic.runtime.bus import Bus
@@ -178,10 +178,12 @@ async def check(bus: Bus) -> Outcomes:
             while seen < stored:
                 try:
                     batch = await sub.fetch(512, timeout=2.0)
-                except nats.errors.TimeoutError:
-                    # A loaded cluster that just lost a node can be slow to answer: keep asking.
+                except (nats.errors.TimeoutError, ServiceUnavailableError):
+                    # A loaded cluster that just lost a node can be slow to answer, or answer
+                    # 503 while the reader's consumer has no leader yet: keep asking.
                     if loop.time() > deadline:
                         raise
+                    await asyncio.sleep(0.2)
                     continue
                 for msg in batch:
                     decoded = RemediationResult.model_validate_json(msg.data)
