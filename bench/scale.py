@@ -154,11 +154,14 @@ async def _replica_run(base: Path, replicas: int, count: int, rules_dir: Path) -
             elapsed = time.perf_counter() - begin
             cpu = [_cpu_seconds(pid) - b for pid, b in zip(pids, cpu_before, strict=True)]
             own = time.process_time() - own_before
+            per_process = {
+                f"r{index}": await _results_published(port)
+                for index, (_, port) in enumerate(started)
+            }
         finally:
             for process in processes:
                 await process.stop()
         results = await final_results(bus)
-        per_process = await _handled_by(bus)
     return {
         "rate": count / elapsed,
         "seconds": elapsed,
@@ -181,15 +184,21 @@ async def inject(bus: Bus, encoded: list[tuple[str, bytes, dict[str, str]]]) -> 
     await bus.nc.flush()
 
 
-async def _handled_by(bus: Bus) -> dict[str, int]:
-    """How many decisions each replica made: the owners of the claims in the state bucket."""
-    kv = await bus.kv("medic-remediator")
-    owners: Counter[str] = Counter()
-    for key in await kv.keys():
-        if key.startswith("claim."):
-            entry = await kv.get(key)
-            owners[json.loads(entry.value or b"{}").get("owner", "?")] += 1
-    return dict(owners)
+async def _results_published(port: int) -> int:
+    """How many results one replica published: its `medic_remediator_outcomes` counter (its
+    notify-only decisions take no claim that would name it in the state bucket)."""
+    import aiohttp
+
+    url = f"http://127.0.0.1:{port}/metrics"
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        text = await response.text()
+    return int(
+        sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("medic_remediator_outcomes_total{")
+        )
+    )
 
 
 async def replicas(count: int = 10_000, rules: int = 1_000, pairs: int = 3) -> list[Row]:

@@ -22,7 +22,6 @@ import time
 from datetime import datetime
 from typing import Any
 
-import nats.errors
 import structlog
 from nats.js.kv import KeyValue
 
@@ -223,27 +222,14 @@ class RemediatorService:
         if not candidates:
             return
         parked_until = time.monotonic() + PARK_AT_MOST
-        open_claims: list[tuple[str, Outcome]] = []  # stateless decisions, claims not finished
         while True:
             etcd_marker = self.etcd_changes.marker(event.cluster)
-            try:
-                waits, on_etcd = await self._decide(
-                    event,
-                    key,
-                    (matched_against, candidates),
-                    delivery,
-                    recorded,
-                    open_claims=open_claims,
-                )
-            except Exception:
-                await self._finish_open(event.id, open_claims)
-                raise
+            waits, on_etcd = await self._decide(
+                event, key, (matched_against, candidates), delivery, recorded
+            )
             recorded = None  # after a wait, read the problem again: a newer event may have come
             if not waits:
                 return
-            # The event comes back (or waits here) for another rule: its stateless decisions
-            # are done for good, even if it comes back after the results' dedup window.
-            await self._finish_open(event.id, open_claims)
             delay = max(0.2, min(*waits, 30.0))
             left = parked_until - time.monotonic()
             if not on_etcd or left <= 0:  # a known end: JetStream hands the event back then
@@ -263,14 +249,11 @@ class RemediatorService:
         matched: tuple[RuleSet, list[Any]],
         delivery: Delivery,
         recorded: dict[str, Any] | None,
-        *,
-        open_claims: list[tuple[str, Outcome]],
     ) -> tuple[list[float], bool]:
         """Carry out what the engine decides now; the waits left, and whether every one of
         them waits on etcd's next record (an end only an event can bring). `recorded`: the
         problem's record as this handler just wrote it (not read again). `matched`: the rules
-        in force when the event was matched, and its candidates among them. `open_claims`
-        collects the stateless decisions made, whose claims are left unfinished."""
+        in force when the event was matched, and its candidates among them."""
         matched_against, candidates = matched
         snapshot = await self.state.snapshot(
             event.cluster, key, candidates, recorded, self.stateless
@@ -288,9 +271,7 @@ class RemediatorService:
                 waits.append(decision.delay)
                 on_etcd = on_etcd and decision.reason in ON_ETCD
                 continue
-            outcome, recheck = await self._carry_out(
-                decision, event, key, delivery, bound, open_claims=open_claims
-            )
+            outcome, recheck = await self._carry_out(decision, event, key, delivery, bound)
             if recheck is not None:  # a refusal re-planned later: a known end
                 waits.append(recheck)
                 on_etcd = False
@@ -301,17 +282,6 @@ class RemediatorService:
                 )
                 on_etcd = False
         return waits, on_etcd and bool(waits)
-
-    async def _finish_open(self, event_id: str, open_claims: list[tuple[str, Outcome]]) -> None:
-        """Finish the claims of stateless decisions before the event is handed back or waits
-        (`StateStore.claim_stateless`). Best effort: when this fails, a redelivery within the
-        dedup window still publishes nothing new."""
-        while open_claims:
-            rule, outcome = open_claims.pop()
-            try:
-                await self.state.finish(event_id, rule, outcome.value)
-            except (RuntimeError, nats.errors.Error) as exc:
-                log.warning("stateless_claim_not_finished", rule=rule, error=repr(exc))
 
     async def _observe(self, event: Any, key: str) -> dict[str, Any] | None:
         """Record what the event says; the problem's record as it is now (None: no problem)."""
@@ -325,14 +295,17 @@ class RemediatorService:
             return await self.state.record_problem(key, firing, event.time)
         return None
 
-    async def _claim(self, decision: Decision, event: Any, delivery: Delivery) -> str:
-        """The claim on this decision; one never finished for a rule whose action keeps no
-        state (`stateless`)."""
-        step = f"{decision.name}:{decision.verdict.value}:{decision.attempt}"
-        who = (event.id, decision.name, step, self.settings.actor, self.settings.lease_seconds)
+    async def _claim(self, decision: Decision, event: Any) -> str:
+        """The claim on this decision; none for a rule whose action keeps no state
+        (`stateless`): its result is all it produces, and the results stream stores one per
+        id (`subjects.result_slot`), so a redelivery, a copy of the event re-emitted after the
+        dedup window, or another replica handling the same event publishes nothing new."""
         if decision.rule.rule.spec.action.name in self.stateless:
-            return await self.state.claim_stateless(*who, redelivered=delivery.num_delivered > 1)
-        return await self.state.claim(*who)
+            return "stateless"
+        step = f"{decision.name}:{decision.verdict.value}:{decision.attempt}"
+        return await self.state.claim(
+            event.id, decision.name, step, self.settings.actor, self.settings.lease_seconds
+        )
 
     async def _carry_out(
         self,
@@ -341,13 +314,11 @@ class RemediatorService:
         key: str,
         delivery: Delivery,
         bound: Any,
-        *,
-        open_claims: list[tuple[str, Outcome]],
     ) -> tuple[Outcome | None, float | None]:
         """Claim, act (or escalate/skip), record and publish one decision; returns its outcome
         and, for a refusal to be re-checked, the delay until the next plan. A decision of a
-        rule whose action keeps no state takes a claim it never finishes (`open_claims`)."""
-        claim = await self._claim(decision, event, delivery)
+        rule whose action keeps no state takes no claim (`_claim`)."""
+        claim = await self._claim(decision, event)
         if claim == "done":
             bound.info("decision_already_done")
             return None, None
@@ -376,9 +347,7 @@ class RemediatorService:
         await self._publish(decision, event, key, outcome, reason, plan, started, clock)
         # `failed` is retried after the backoff (a new step of the same claim); the rest is final.
         final = outcome is not Outcome.FAILED
-        if claim == "stateless" and final:
-            open_claims.append((decision.name, outcome))
-        else:
+        if claim != "stateless":
             await self.state.finish(event.id, decision.name, outcome.value, final=final)
         bound.info("decision_done", outcome=outcome.value, reason=reason, attempt=decision.attempt)
         return outcome, None

@@ -2,7 +2,7 @@
 
 Keys (KV keys allow `[-/_=.a-zA-Z0-9]`, so object keys are hashed):
     claim.<id>            an (event, rule) decision claimed by one replica: create-if-absent
-                          (never finished for a rule whose action keeps no state)
+                          (none for a rule whose action keeps no state: the service)
     object.<id>           attempts / last attempt / outcome per (rule, problem)
     problem.<id>          firing since / resolved at per problem
     rule.<name>           recent actions and failures (rate limit, circuit breaker)
@@ -195,34 +195,6 @@ class StateStore:
         if record.get("applied"):
             return "resumed"
         return "resumed-writing" if record.get("writing") else "claimed"
-
-    async def claim_stateless(
-        self, event_id: str, rule: str, step: str, owner: str, lease: float, *, redelivered: bool
-    ) -> str:
-        """Take a decision of a rule whose action keeps no state (`KeepsNoState`): one write.
-
-        Its result is the only thing it produces, and the result's id is stable, so the claim
-        is never finished (a round trip and a write fewer per decision, issue 15). The record,
-        created before the result is published, still stops a second result: a later message
-        about the same event (re-emitted after the dedup window) finds it and is `done`; a
-        redelivery of this very message (its handler may have stopped before publishing) gets
-        `stateless` again and publishes the same id, which JetStream stores once. A handler
-        that has to wait finishes these claims first (the service), so a redelivery after a
-        long wait is `done` too. A record of the usual kind (the rule's action was changed
-        since) is judged as `claim` does."""
-        key = f"claim.{stable_id(event_id, rule)}"
-        now = datetime.now(UTC)
-        record = _claim_record(owner, step, now)
-        try:
-            await self.ops.create(key, _dump({**record, "stateless": True}))
-        except KeyWrongLastSequenceError:
-            pass
-        else:
-            return "stateless"
-        current, revision = await self._read(key)
-        if revision is not None and current.get("stateless") and not current.get("done"):
-            return "stateless" if redelivered else "done"
-        return await self._take_over(key, (current, revision), record, now, lease)
 
     async def _update_held(self, key: str, change: dict[str, Any], *, last: bool) -> None:
         """Change a claim this replica holds, with the revision it wrote (no read); anything

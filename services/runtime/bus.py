@@ -19,17 +19,19 @@ import nats
 import structlog
 from nats.aio.client import Client
 from nats.js import JetStreamContext, api
-from nats.js.errors import BucketNotFoundError, NotFoundError
+from nats.js.errors import BucketNotFoundError, KeyWrongLastSequenceError, NotFoundError
 from nats.js.kv import KeyValue
 
 from medic.runtime import subjects
 from medic.runtime.errors import BusError
 from medic.runtime.replies import KvOps, Replies
 from medic.runtime.settings import NatsSettings
-from medic.schemas import Message, encode_message
+from medic.schemas import Message, RemediationResult, encode_message
 
 log = structlog.get_logger(__name__)
 MSG_ID = "Nats-Msg-Id"
+EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
+EXPECTED_IN = "Nats-Expected-Last-Subject-Sequence-Subject"  # nats-server 2.11+; wildcards
 INITIAL_CONNECT_ATTEMPTS = 3
 
 
@@ -163,11 +165,26 @@ class Bus:
                 raise BusError(f"cannot configure stream {spec.name}: {exc!r}") from exc
 
     async def publish(self, message: Message, subject: str | None = None) -> api.PubAck:
-        """Publish and wait for the stream's ack; a duplicate id is acknowledged, not stored."""
+        """Publish and wait for the stream's ack; a duplicate id is acknowledged, not stored.
+
+        A result is also published expecting its slot to be empty (`subjects.result_slot`):
+        one already stored under its id, however long ago, answers as a duplicate too."""
+        headers = {MSG_ID: message.id}
+        slot = subjects.result_slot(message) if isinstance(message, RemediationResult) else None
+        if slot is not None:
+            headers[EXPECTED_LAST] = "0"
+            headers[EXPECTED_IN] = slot
         try:
             return await self.replies.publish(
-                subject or subject_of(message), encode_message(message), {MSG_ID: message.id}
+                subject or subject_of(message), encode_message(message), headers
             )
+        except KeyWrongLastSequenceError as refused:
+            if slot is None:
+                raise BusError(f"publish of {message.type} {message.id} refused") from None
+            # "wrong last sequence: N": N is the stored result's sequence, as a dedup ack says
+            stored = str(refused.description or "").rpartition(" ")[2]
+            seq = int(stored) if stored.isdigit() else 0
+            return api.PubAck(stream=subjects.RESULTS.name, seq=seq, duplicate=True)
         except (nats.errors.Error, TimeoutError) as exc:
             raise BusError(f"publish of {message.type} {message.id} failed: {exc!r}") from exc
 

@@ -3,13 +3,14 @@
     medic.events.<cluster>.release.<problem>     release problems (ReleaseEvent)
     medic.events.<cluster>.etcd.<condition>      etcd health (EtcdEvent)
     medic.events.<cluster>.custom.<name...>      users' own events (CustomEvent)
-    medic.results.<cluster>.<outcome>            remediation results (RemediationResult)
+    medic.results.<cluster>.<outcome>.<id>       remediation results (RemediationResult)
     medic.audit.<cluster>                        audit trail of writes (AuditEntry)
     medic.notifications.<cluster>.<status>       delivery records (Notification)
     medic.deadletter.<stream>.<consumer>         messages that could not be handled (DeadLetter)
 
 Consumers filter by subject, so a remediator can take one cluster (`medic.events.prod.>`) or
-one kind of problem (`medic.events.*.release.pending`).
+one kind of problem (`medic.events.*.release.pending`). A result's subject ends in its id, so
+the stream itself keeps one result per id (`result_slot`), not only within the dedup window.
 """
 
 from __future__ import annotations
@@ -42,7 +43,16 @@ def event_subject(event: _Suffixed) -> str:
 
 
 def result_subject(result: RemediationResult) -> str:
-    return f"{PREFIX}.results.{result.cluster}.{result.subject_suffix()}"
+    suffix = result.subject_suffix()
+    return f"{PREFIX}.results.{result.cluster}.{suffix}.{check_token(result.id, 'result id')}"
+
+
+def result_slot(result: RemediationResult) -> str:
+    """The subjects a result with this id may be stored under, whatever its outcome: published
+    expecting none of them to hold a message yet (`Bus.publish`), a second result with the same
+    id (one final result per event and rule, `medic.remediator.service.result_id`) is refused
+    for as long as the stream keeps the first, where `Nats-Msg-Id` dedup lasts its window."""
+    return f"{PREFIX}.results.{result.cluster}.*.{result.id}"
 
 
 def audit_subject(entry: AuditEntry) -> str:

@@ -246,8 +246,9 @@ spec:
 async def test_remediator_killed_three_times_notifies_once_per_event(
     tmp_path: Path, nats_server: EmbeddedNats, bus: Bus
 ) -> None:
-    """A rule whose action keeps no state takes a claim it never finishes (issue 15): killed
-    mid-run, the remediator still leaves exactly one result per event."""
+    """A rule whose action keeps no state takes no claim (issue 15); its result's slot in the
+    results stream is the only record: killed mid-run, the remediator still leaves exactly one
+    result per event."""
     seed = int(os.environ.get("MEDIC_FAULTS_SEED", random.randrange(1 << 30)))
     thresholds = sorted(random.Random(seed).sample(range(200, 2 * N - 600), KILLS))
     (tmp_path / "rules.yaml").write_text(NOTIFY_RULE)

@@ -110,9 +110,9 @@ spec:
 async def test_a_stateless_decision_is_not_repeated_when_its_event_comes_back(
     nats_settings: NatsSettings,
 ) -> None:
-    """A notify-only decision takes a claim it never finishes (issue 15), but when its event
-    has to come back for another rule (a `for:` wait) the claim is finished first: past the
-    results' dedup window, the event's return publishes no second result."""
+    """A notify-only decision takes no claim (issue 15): when its event has to come back for
+    another rule (a `for:` wait), past the results' dedup window, the results stream still
+    refuses a second result under the same id, so the event's return publishes none."""
     short = nats_settings.model_copy(update={"duplicate_window": 0.5})
     bus = await Bus.connect(short, name="test-short-dedup")
     try:

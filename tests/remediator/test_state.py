@@ -55,23 +55,3 @@ async def test_a_stateless_rules_snapshot_reads_no_records(bus: Bus) -> None:
     assert len(reads[0]) == 2  # fix's object and rule records; none of tell's
     assert snapshot.objects[("fix", "p")].attempts == 1
     assert ("tell", "p") not in snapshot.objects  # the engine sees it as new
-
-
-async def test_a_stateless_claim_is_taken_once_and_again_only_by_a_redelivery(bus: Bus) -> None:
-    state = StateStore(await bus.kv("state-test", history=1), bus.kv_ops("state-test"))
-
-    async def claim(redelivered: bool, rule: str = "tell") -> str:
-        return await state.claim_stateless(
-            "e1", rule, f"{rule}:act:1", "r0", 60.0, redelivered=redelivered
-        )
-
-    assert await claim(redelivered=False) == "stateless"
-    # The same event in a later message (re-emitted): its result is there, or will be.
-    assert await claim(redelivered=False) == "done"
-    # This message again (its handler may have stopped before publishing): the same result id.
-    assert await claim(redelivered=True) == "stateless"
-    await state.finish("e1", "tell", "no_op")  # before a wait: done for good
-    assert await claim(redelivered=True) == "done"
-    # A claim of the usual kind (the rule's action changed since) is judged as claim does.
-    assert await state.claim("e1", "fix", "fix:act:1", "r1", 60.0) == "claimed"
-    assert await claim(redelivered=True, rule="fix") == "busy"

@@ -17,8 +17,9 @@ from medic.runtime.consumer import Consumer, ConsumerSpec, Delivery
 from medic.runtime.embedded_nats import EmbeddedNats
 from medic.runtime.errors import PermanentError, TransientError
 from medic.runtime.settings import NatsSettings
-from medic.schemas import DeadLetter, ErrorKind, Message, decode_message
+from medic.schemas import DeadLetter, ErrorKind, Message, Outcome, decode_message
 from medic.testing.factories import release_event
+from medic.testing.notifier import make_result
 from medic.testing.waiting import eventually
 
 Handler = Callable[[Message, Delivery], Awaitable[None]]
@@ -90,6 +91,35 @@ async def test_republished_event_is_stored_once(bus: Bus) -> None:
     assert second.duplicate
     assert second.seq == first.seq
     assert await stream_messages(bus, subjects.EVENTS.name) == 1
+
+
+async def test_a_result_is_stored_once_per_id_past_the_dedup_window(
+    nats_settings: NatsSettings,
+) -> None:
+    """Its subject ends in its id and it is published expecting no result under that id yet:
+    a second one (a redelivery, another replica, an event re-emitted) is refused as a duplicate
+    however late it comes and whatever outcome it says, where `Nats-Msg-Id` forgets."""
+    short = nats_settings.model_copy(update={"duplicate_window": 0.5})
+    bus = await Bus.connect(short, name="test-result-slot")
+    try:
+        await bus.ensure_streams()
+        first = make_result("web", outcome=Outcome.NO_OP)
+        other = make_result("api", outcome=Outcome.NO_OP)
+        stored = await bus.publish(first)
+        await asyncio.sleep(1.0)  # the dedup window is over
+        again = await bus.publish(first)
+        skipped = first.data.model_copy(update={"outcome": Outcome.SKIPPED, "reason": "later"})
+        late = await bus.publish(first.model_copy(update={"data": skipped}))
+        await bus.publish(other)
+        msg = await bus.js.get_msg(subjects.RESULTS.name, stored.seq)
+        count = await stream_messages(bus, subjects.RESULTS.name)
+    finally:
+        await bus.close()
+    assert msg.subject == f"medic.results.test.no-op.{first.id}"
+    assert not stored.duplicate
+    assert (again.duplicate, again.seq) == (True, stored.seq)
+    assert (late.duplicate, late.seq) == (True, stored.seq)
+    assert count == 2
 
 
 async def test_subject_carries_cluster_and_problem(bus: Bus) -> None:
