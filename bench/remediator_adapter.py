@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 from bench import rules_adapter
+from medic.runtime import heap
 from medic.runtime.bus import Bus
 from medic.runtime.subjects import EVENTS
 from medic.schemas import Message
@@ -70,6 +71,7 @@ async def pipeline_cost(
     )
     assert isinstance(service.state, StateStore)
     service.rules_kv = None  # no hot reload during the measurement
+    heap.settle()  # as `medic run` does once its services are built (medic.runtime.lifecycle)
     stop = asyncio.Event()
     count = len(events)
     started, cpu = time.perf_counter(), time.process_time()

@@ -16,6 +16,7 @@ from typing import Protocol, runtime_checkable
 
 import structlog
 
+from medic.runtime import heap
 from medic.runtime import logging as medic_logging
 from medic.runtime.bus import Bus
 from medic.runtime.health import HealthServer
@@ -107,6 +108,7 @@ async def run_services(
             log.info("services_started", services=[s.name for s in services])
             if on_started is not None:
                 on_started(services)
+            heap.settle()  # what start-up built stays; the collector need not scan it again
             async with asyncio.TaskGroup() as tg:
                 for service in services:
                     tg.create_task(service.run(stop), name=service.name)
