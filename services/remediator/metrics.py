@@ -6,6 +6,9 @@ Bus traffic (fetches, acks, dead letters) is counted in medic.runtime.metrics.
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from prometheus_client import Counter, Histogram
 
 from medic.remediator.rules.engine import Decision, Verdict
@@ -29,12 +32,28 @@ ACTION_SECONDS = Histogram(
 )
 
 
+@functools.cache
+def _decisions(rule: str, verdict: str) -> Any:
+    """A label set's child, looked up once (`labels` costs about 3.5 us a call, issue 15)."""
+    return DECISIONS.labels(rule, verdict)
+
+
+@functools.cache
+def _outcomes(rule: str, action: str, outcome: str) -> Any:
+    return OUTCOMES.labels(rule, action, outcome)
+
+
+@functools.cache
+def _seconds(action: str, outcome: str) -> Any:
+    return ACTION_SECONDS.labels(action, outcome)
+
+
 def record_decision(decision: Decision) -> None:
-    DECISIONS.labels(decision.name, decision.verdict.value).inc()
+    _decisions(decision.name, decision.verdict.value).inc()
 
 
 def record_outcome(decision: Decision, outcome: Outcome, seconds: float) -> None:
     action = decision.rule.rule.spec.action.name
-    OUTCOMES.labels(decision.name, action, outcome.value).inc()
+    _outcomes(decision.name, action, outcome.value).inc()
     if decision.verdict is Verdict.ACT:
-        ACTION_SECONDS.labels(action, outcome.value).observe(seconds)
+        _seconds(action, outcome.value).observe(seconds)

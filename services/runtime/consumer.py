@@ -39,6 +39,7 @@ from nats.js import api
 from medic.runtime.bus import Bus
 from medic.runtime.errors import BusError, Deferred, PermanentError, TransientError
 from medic.runtime.metrics import BUS_DEADLETTERS, BUS_HANDLE_SECONDS, BUS_MESSAGES
+from medic.runtime.replies import deliver_at_once
 from medic.runtime.subjects import StreamSpec
 from medic.schemas import (
     DeadLetter,
@@ -182,8 +183,12 @@ class _Puller:
 
     async def start(self) -> None:
         self.sub = await self.nc.subscribe(self.inbox, cb=self._on_msg, pending_msgs_limit=-1)
+        deliver_at_once(self.sub, self._take)  # no queue and task hop per fetched message
 
     async def _on_msg(self, msg: Msg) -> None:
+        self._take(msg)
+
+    def _take(self, msg: Msg) -> None:
         status = msg.headers.get(STATUS) if msg.headers else None
         if status is None:
             self.buffer.append(msg)

@@ -61,7 +61,7 @@ class Replies:
                 return
             prefix = f"{self.nc.new_inbox()}."
             sub = await self.nc.subscribe(f"{prefix}*", cb=self._answer, pending_bytes_limit=0)
-            _answer_at_once(sub, self._deliver)
+            deliver_at_once(sub, self._deliver)
             self._prefix = prefix
 
     async def _answer(self, msg: Msg) -> None:
@@ -152,7 +152,7 @@ class Replies:
         )
 
 
-def _answer_at_once(sub: Subscription, deliver: Callable[[Msg], None]) -> None:
+def deliver_at_once(sub: Subscription, deliver: Callable[[Msg], None]) -> None:
     """Hand this subscription's messages to `deliver` as the read loop parses them, instead
     of through its queue and the task that awaits it (a queue put, a task switch and a
     coroutine per answer: 4-6 % of the remediator's CPU, issue 15). nats-py's reader puts each
