@@ -39,10 +39,11 @@ async def pipeline_rate(bus: Bus, base: Path, events: list[Message], rules: int)
 
 
 async def pipeline_cost(
-    bus: Bus, base: Path, events: list[Message], rules: int
+    bus: Bus, base: Path, events: list[Message], rules: int, run: str = ""
 ) -> tuple[float, float]:
     """(events/s, CPU us per event): this process's CPU time while the service ran (the
-    service, its NATS client and this benchmark's polling of the consumer's progress)."""
+    service, its NATS client and this benchmark's polling of the consumer's progress). Each
+    `run` name gets its own durable, buckets and rule names."""
     from kubernetes_asyncio import client as kclient
 
     from medic.remediator.rules.loader import LoadResult
@@ -53,7 +54,7 @@ async def pipeline_cost(
     from medic.runtime.settings import KubeSettings
 
     del base
-    tag = f"n{rules}"
+    tag = f"n{rules}{run}"
     settings = RemediatorSettings(
         builtin_rules=False,
         dry_run=True,

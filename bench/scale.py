@@ -28,6 +28,7 @@ from typing import Any
 from bench.common import Row, nats_bus, not_measured, workdir
 
 from bench import pipeline, remediator_adapter, rules_adapter
+from medic.runtime import heap
 from medic.runtime.bus import MSG_ID, Bus, subject_of
 from medic.runtime.subjects import EVENTS, RESULTS
 from medic.schemas import encode_message
@@ -69,10 +70,19 @@ async def throughput(count: int = 20_000, rules: int = 1_000) -> list[Row]:
         async with nats_bus(base) as (_server, bus):
             events = pipeline.make_events(count)
             await pipeline.publish_events(bus, events)
-            raw = await pipeline.raw_fetch_ack(bus, count, "raw")
-            rate, cpu_us = await remediator_adapter.pipeline_cost(bus, base, events, rules)
+            heap.settle()  # both sides with the collector as `medic run` sets it
+            # A run of raw fetch+ack lasts about two seconds and moved between 8,300 and 13,800
+            # ev/s here (2026-12-04): the best of three is the baseline, the remediator's best
+            # of two (each on its own durable, buckets and rules) is compared with it.
+            raws = [await pipeline.raw_fetch_ack(bus, count, f"raw{i}") for i in range(3)]
+            runs = [
+                await remediator_adapter.pipeline_cost(bus, base, events, rules, f"r{i}")
+                for i in range(2)
+            ]
             results = await final_results(bus)
-    one_each = results["pairs"] == count and results["pairs_with_more_than_one"] == 0
+    raw = max(raws)
+    rate, cpu_us = max(runs)
+    one_each = results["pairs"] == 2 * count and results["pairs_with_more_than_one"] == 0
     return [
         Row(
             THROUGHPUT,
@@ -86,6 +96,8 @@ async def throughput(count: int = 20_000, rules: int = 1_000) -> list[Row]:
                 "rules": rules,
                 "cpu_us_per_event": round(cpu_us, 1),
                 "raw_us_per_event": round(1e6 / raw, 1),
+                "raw_runs": [round(r) for r in raws],
+                "runs": [round(r) for r, _ in runs],
                 **results,
             },
         )
