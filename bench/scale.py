@@ -18,14 +18,17 @@ talking to each other.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import time
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from bench.common import Row, nats_bus, not_measured, workdir
+from nats.js import api
 
 from bench import pipeline, remediator_adapter, rules_adapter
 from medic.runtime import heap
@@ -137,6 +140,10 @@ async def _replica_run(base: Path, replicas: int, count: int, rules_dir: Path) -
             "MEDIC_REMEDIATOR_BUILTIN_RULES": "false",
             "MEDIC_REMEDIATOR_DRY_RUN": "true",
         }
+        encoded = [
+            (subject_of(m), encode_message(m), {MSG_ID: m.id}) for m in pipeline.make_events(count)
+        ]
+        await stage(bus, encoded, "remediator")
         started = []
         for index in range(replicas):
             port = free_port()
@@ -156,12 +163,8 @@ async def _replica_run(base: Path, replicas: int, count: int, rules_dir: Path) -
             pids.append(server.process.pid)  # last: where the rest of the machine went
             cpu_before = [_cpu_seconds(pid) for pid in pids]
             own_before = time.process_time()
-            encoded = [
-                (subject_of(m), encode_message(m), {MSG_ID: m.id})
-                for m in pipeline.make_events(count)
-            ]
             begin = time.perf_counter()
-            await inject(bus, encoded)
+            await release(bus, "remediator")
             await remediator_adapter.until_consumed(bus, "remediator", count)
             elapsed = time.perf_counter() - begin
             cpu = [_cpu_seconds(pid) - b for pid, b in zip(pids, cpu_before, strict=True)]
@@ -185,15 +188,46 @@ async def _replica_run(base: Path, replicas: int, count: int, rules_dir: Path) -
     }
 
 
-async def inject(bus: Bus, encoded: list[tuple[str, bytes, dict[str, str]]]) -> None:
-    """Publish the events, encoded beforehand, as core NATS messages: the stream stores each,
-    but this process waits for no ack. The load generator shares the two cores the replicas
-    are measured on, and JetStream publishes with their acks (`publish_many`) took 0.3-0.45 of
-    a core of them here (2026-12-03). The run then waits until the durable consumer has acked
-    every event (`until_consumed`), so one not stored would end it in a timeout, not a rate."""
-    for subject, data, headers in encoded:
-        await bus.nc.publish(subject, data, headers=headers)
-    await bus.nc.flush()
+async def stage(bus: Bus, encoded: list[tuple[str, bytes, dict[str, str]]], durable: str) -> None:
+    """Store the burst, encoded beforehand, in the events stream before any replica starts,
+    with their durable made first and paused (nats-server 2.11): they start on it (a replica's
+    create-or-update keeps the pause) and get nothing until `release`.
+
+    The burst is then in the server when the clock starts, as a bootstrap's failures pile up
+    while the remediators work through them, and no load generator shares the two cores the
+    replicas are measured on. Publishing it while they ran took 0.2 of a core of them
+    (2026-12-04: two replicas 0.79 + 0.76, nats-server 0.33, the generator 0.20, of 2)."""
+    config = api.ConsumerConfig(
+        durable_name=durable,
+        ack_policy=api.AckPolicy.EXPLICIT,
+        deliver_policy=api.DeliverPolicy.ALL,
+        filter_subjects=list(EVENTS.subjects),
+        max_waiting=512,  # as the remediator's (`Consumer.consumer_config`): not updatable
+    )
+    until = datetime.now(UTC) + timedelta(hours=1)
+    request = {"stream_name": EVENTS.name, "config": config.as_dict()}
+    request["config"]["pause_until"] = until.isoformat().replace("+00:00", "Z")
+    answer = json.loads(
+        (
+            await bus.nc.request(
+                f"$JS.API.CONSUMER.CREATE.{EVENTS.name}.{durable}",
+                json.dumps(request).encode(),
+                timeout=5.0,
+            )
+        ).data
+    )
+    assert answer.get("paused") is True, answer
+    futures = [
+        await bus.js.publish_async(subject, data, headers=headers, wait_stall=10.0)
+        for subject, data, headers in encoded
+    ]
+    await asyncio.gather(*futures)
+
+
+async def release(bus: Bus, durable: str) -> None:
+    """Resume the paused durable: the replicas' next fetches get the burst."""
+    answer = await bus.nc.request(f"$JS.API.CONSUMER.PAUSE.{EVENTS.name}.{durable}", b"{}")
+    assert json.loads(answer.data).get("paused") is False, answer.data
 
 
 async def _results_published(port: int) -> int:
