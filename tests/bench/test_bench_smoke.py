@@ -67,8 +67,9 @@ async def test_throughput_benchmark_reads_back_one_final_result_per_event_and_ru
     assert [row.name[:3] for row in rows] == ["15b"]
     assert rows[0].medic is not None
     assert rows[0].baseline is not None
-    assert rows[0].extra["pairs"] == 200
+    assert rows[0].extra["pairs"] == 2 * 200  # two runs of the remediator, each its own rules
     assert rows[0].extra["pairs_with_more_than_one"] == 0
+    assert len(rows[0].extra["raw_runs"]) == 3
 
 
 async def test_replicas_benchmark_runs_one_then_two_processes_on_one_durable() -> None:
