@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from typing import Final, Protocol
 
-from medic.schemas import AuditEntry, DeadLetter, Notification, RemediationResult
+from medic.schemas import AuditEntry, DeadLetter, Notification, RemediationResult, stable_id
 
 PREFIX: Final = "medic"
 _TOKEN = re.compile(r"^[A-Za-z0-9_-]+$")
@@ -43,8 +43,7 @@ def event_subject(event: _Suffixed) -> str:
 
 
 def result_subject(result: RemediationResult) -> str:
-    suffix = result.subject_suffix()
-    return f"{PREFIX}.results.{result.cluster}.{suffix}.{check_token(result.id, 'result id')}"
+    return f"{PREFIX}.results.{result.cluster}.{result.subject_suffix()}.{_id_token(result.id)}"
 
 
 def result_slot(result: RemediationResult) -> str:
@@ -52,7 +51,13 @@ def result_slot(result: RemediationResult) -> str:
     expecting none of them to hold a message yet (`Bus.publish`), a second result with the same
     id (one final result per event and rule, `medic.remediator.service.result_id`) is refused
     for as long as the stream keeps the first, where `Nats-Msg-Id` dedup lasts its window."""
-    return f"{PREFIX}.results.{result.cluster}.*.{result.id}"
+    return f"{PREFIX}.results.{result.cluster}.*.{_id_token(result.id)}"
+
+
+def _id_token(result_id: str) -> str:
+    """The id itself (the remediator's are hex), or its hash where it is no subject token: an
+    id of another producer still gets one subject, the same every time."""
+    return result_id if _TOKEN.fullmatch(result_id) else stable_id("result-subject", result_id)
 
 
 def audit_subject(entry: AuditEntry) -> str:

@@ -389,3 +389,12 @@ async def test_connection_keeps_reconnecting_after_the_first_connect(
         assert bus.nc.options["max_reconnect_attempts"] == -1
     finally:
         await bus.close()
+
+
+def test_a_result_id_that_is_no_subject_token_gets_one_subject_all_the_same() -> None:
+    odd = make_result("web").model_copy(update={"id": "line\nbreak"})
+    subject, slot = subjects.result_subject(odd), subjects.result_slot(odd)
+    token = subject.rsplit(".", 1)[1]
+    assert token.isalnum() and "\n" not in subject
+    assert slot == f"medic.results.test.*.{token}"
+    assert subjects.result_subject(odd) == subject  # the same every time
