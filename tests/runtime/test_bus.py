@@ -395,6 +395,7 @@ def test_a_result_id_that_is_no_subject_token_gets_one_subject_all_the_same() ->
     odd = make_result("web").model_copy(update={"id": "line\nbreak"})
     subject, slot = subjects.result_subject(odd), subjects.result_slot(odd)
     token = subject.rsplit(".", 1)[1]
-    assert token.isalnum() and "\n" not in subject
+    assert token.isalnum()
+    assert "\n" not in subject
     assert slot == f"medic.results.test.*.{token}"
     assert subjects.result_subject(odd) == subject  # the same every time
