@@ -24,13 +24,12 @@ from nats.js.kv import KeyValue
 
 from medic.runtime import subjects
 from medic.runtime.errors import BusError
-from medic.runtime.replies import KvOps, Replies
+from medic.runtime.replies import EXPECTED_LAST, KvOps, Replies
 from medic.runtime.settings import NatsSettings
 from medic.schemas import Message, RemediationResult, encode_message
 
 log = structlog.get_logger(__name__)
 MSG_ID = "Nats-Msg-Id"
-EXPECTED_LAST = "Nats-Expected-Last-Subject-Sequence"
 EXPECTED_IN = "Nats-Expected-Last-Subject-Sequence-Subject"  # nats-server 2.11+; wildcards
 INITIAL_CONNECT_ATTEMPTS = 3
 
@@ -179,8 +178,10 @@ class Bus:
                 subject or subject_of(message), encode_message(message), headers
             )
         except KeyWrongLastSequenceError as refused:
-            if slot is None:
-                raise BusError(f"publish of {message.type} {message.id} refused") from None
+            if slot is None:  # no expectation was sent: a refusal like any other
+                raise BusError(
+                    f"publish of {message.type} {message.id} failed: {refused!r}"
+                ) from refused
             # "wrong last sequence: N": N is the stored result's sequence, as a dedup ack says
             stored = str(refused.description or "").rpartition(" ")[2]
             seq = int(stored) if stored.isdigit() else 0
