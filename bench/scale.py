@@ -18,7 +18,6 @@ talking to each other.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import time
@@ -32,9 +31,9 @@ from nats.js import api
 
 from bench import pipeline, remediator_adapter, rules_adapter
 from medic.runtime import heap
-from medic.runtime.bus import MSG_ID, Bus, subject_of
+from medic.runtime.bus import Bus
 from medic.runtime.subjects import EVENTS, RESULTS
-from medic.schemas import encode_message
+from medic.schemas import Message
 
 THROUGHPUT = "15b remediator, 1,000 rules, notify-only (events/s)"
 REPLICAS = "15c two remediator processes vs one (events/s)"
@@ -140,10 +139,7 @@ async def _replica_run(base: Path, replicas: int, count: int, rules_dir: Path) -
             "MEDIC_REMEDIATOR_BUILTIN_RULES": "false",
             "MEDIC_REMEDIATOR_DRY_RUN": "true",
         }
-        encoded = [
-            (subject_of(m), encode_message(m), {MSG_ID: m.id}) for m in pipeline.make_events(count)
-        ]
-        await stage(bus, encoded, "remediator")
+        await stage(bus, pipeline.make_events(count), "remediator")
         started = []
         for index in range(replicas):
             port = free_port()
@@ -188,8 +184,8 @@ async def _replica_run(base: Path, replicas: int, count: int, rules_dir: Path) -
     }
 
 
-async def stage(bus: Bus, encoded: list[tuple[str, bytes, dict[str, str]]], durable: str) -> None:
-    """Store the burst, encoded beforehand, in the events stream before any replica starts,
+async def stage(bus: Bus, events: list[Message], durable: str) -> None:
+    """Store the burst in the events stream before any replica starts,
     with their durable made first and paused (nats-server 2.11): they start on it (a replica's
     create-or-update keeps the pause) and get nothing until `release`.
 
@@ -217,11 +213,7 @@ async def stage(bus: Bus, encoded: list[tuple[str, bytes, dict[str, str]]], dura
         ).data
     )
     assert answer.get("paused") is True, answer
-    futures = [
-        await bus.js.publish_async(subject, data, headers=headers, wait_stall=10.0)
-        for subject, data, headers in encoded
-    ]
-    await asyncio.gather(*futures)
+    await bus.publish_many(events)
 
 
 async def release(bus: Bus, durable: str) -> None:
