@@ -43,6 +43,24 @@ class RacingWriter:
         self.raced_at = str(written["metadata"]["resourceVersion"])
 
 
+def merge_patch_racer(  # noqa: PLR0917 - the object's coordinates and the patch
+    world: ApiWorld,
+    api_version: str,
+    kind: str,
+    name: str,
+    namespace: str,
+    patch: dict[str, Any],
+    **options: Any,
+) -> RacingWriter:
+    """A racer that merge-patches this object (`options`: `manager`, `status`) just before
+    Medic's first PATCH of it is forwarded."""
+    path = world.resource(api_version, kind).path(namespace, name)
+    write = functools.partial(
+        world.patch_merge, api_version, kind, name, namespace, patch, **options
+    )
+    return RacingWriter(path, write)
+
+
 async def test_a_json_patch_racing_druid_is_refused_and_judged_again_not_reapplied(
     control_plane: ControlPlane, real_namespace: str, tmp_path: Path
 ) -> None:
@@ -54,17 +72,11 @@ async def test_a_json_patch_racing_druid_is_refused_and_judged_again_not_reappli
     ns, name = real_namespace, "etcd-raced"
     world = ApiWorld(control_plane)
     staged = world.put(objects.gardener_etcd(name, ns), manager="gardenlet")
-    path = world.resource(gardener.API_VERSION, gardener.KIND).path(ns, name)
-    druid_finishes = functools.partial(
-        world.patch_merge,
-        gardener.API_VERSION,
-        gardener.KIND,
-        name,
-        ns,
-        {"metadata": {"annotations": dict.fromkeys(gardener.OPERATION_KEYS)}},
-        manager="etcd-druid",
+    druid_finishes = {"metadata": {"annotations": dict.fromkeys(gardener.OPERATION_KEYS)}}
+    racer = merge_patch_racer(
+        world, gardener.API_VERSION, gardener.KIND, name, ns, druid_finishes, manager="etcd-druid"
     )
-    racer = RacingWriter(path, druid_finishes)
+    path = racer.path
     async with ApiProxy(control_plane, before=racer.before) as proxy:
         kubeconfig = proxy.write_kubeconfig(tmp_path / "proxy.kubeconfig")
         async with e2e.on_cluster(
@@ -102,17 +114,12 @@ async def test_a_merge_patch_racing_another_writer_is_rewritten_at_the_new_versi
         ),
         manager="helm-controller",
     )
-    path = world.resource(flux.api_version("v2"), flux.KIND).path(ns, name)
-    kustomize_applies = functools.partial(
-        world.patch_merge,
-        flux.api_version("v2"),
-        flux.KIND,
-        name,
-        ns,
-        {"spec": {"values": {"replicaCount": 3}}},
+    kustomize_applies = {"spec": {"values": {"replicaCount": 3}}}
+    racer = merge_patch_racer(
+        world, flux.api_version("v2"), flux.KIND, name, ns, kustomize_applies,
         manager="kustomize-controller",
-    )
-    racer = RacingWriter(path, kustomize_applies)
+    )  # fmt: skip
+    path = racer.path
     async with ApiProxy(control_plane, before=racer.before) as proxy:
         kubeconfig = proxy.write_kubeconfig(tmp_path / "proxy.kubeconfig")
         async with e2e.on_cluster(
@@ -147,18 +154,12 @@ async def test_a_retry_planned_from_the_watchers_quote_is_refused_when_the_relea
         objects.helmrelease(name, ns, status=objects.etcd_failed_status(name, ns)),
         manager="helm-controller",
     )
-    path = world.resource(flux.api_version("v2"), flux.KIND).path(ns, name)
-    recovers = functools.partial(
-        world.patch_merge,
-        flux.api_version("v2"),
-        flux.KIND,
-        name,
-        ns,
-        {"status": objects.ready_status(name, ns)},
-        status=True,
-        manager="helm-controller",
-    )
-    racer = RacingWriter(path, recovers)
+    recovers = {"status": objects.ready_status(name, ns)}
+    racer = merge_patch_racer(
+        world, flux.api_version("v2"), flux.KIND, name, ns, recovers,
+        status=True, manager="helm-controller",
+    )  # fmt: skip
+    path = racer.path
     async with ApiProxy(control_plane, before=racer.before) as proxy:
         kubeconfig = proxy.write_kubeconfig(tmp_path / "proxy.kubeconfig")
         async with e2e.on_cluster(
